@@ -1,0 +1,9 @@
+//! Configuration: the YAML file (`file`), the validated model (`model`) and
+//! the problems found on the way (`error`).
+
+mod error;
+mod file;
+pub mod model;
+
+pub use error::{ConfigError, Problem};
+pub use model::*;

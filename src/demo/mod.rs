@@ -1,0 +1,1 @@
+//! The embedded development IdP and echo upstream of `authgate demo`.
