@@ -1,1 +1,58 @@
-fn main() {}
+//! `authgate`: sync main; Pingora owns the runtimes.
+
+use std::process::ExitCode;
+
+use base64::Engine;
+use clap::Parser;
+use rand::RngCore;
+
+use authgate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    authgate::telemetry::init(cli.log_format);
+    // One process-wide TLS crypto provider for every rustls user (IdP client, Redis).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match cli.command {
+        Command::Secret => {
+            let mut b = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut b);
+            println!("{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b));
+            ExitCode::SUCCESS
+        }
+        Command::Check { config } => match authgate::config::load(&config) {
+            Ok(_) => {
+                println!("{}: OK", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                for p in &e.0 {
+                    println!("{p}");
+                }
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { config } => match authgate::config::load(&config) {
+            Ok(cfg) => match authgate::server::run(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("authgate: {e:#}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                for p in &e.0 {
+                    eprintln!("{p}");
+                }
+                ExitCode::FAILURE
+            }
+        },
+        Command::Demo { port } => match authgate::demo::run(port) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("authgate demo: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

@@ -6,6 +6,8 @@ pub mod browser;
 pub mod path;
 pub mod redirect;
 pub mod rules;
+pub mod decide;
+pub mod headers;
 
 use std::net::IpAddr;
 use std::sync::Arc;

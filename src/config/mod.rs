@@ -7,3 +7,4 @@ pub mod model;
 
 pub use error::{ConfigError, Problem};
 pub use model::*;
+pub fn load(_p: &std::path::Path) -> Result<Config, ConfigError> { todo!() }

@@ -1,0 +1,213 @@
+//! `Gate::decide`: the one decision. Called by the proxy's `request_filter`,
+//! the ext_authz HTTP check and the ext_authz gRPC check; it never blocks,
+//! never panics and never logs a token.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, StatusCode};
+
+use super::{browser, path, rules, Decision, Grant, Outcome, Reply, RequestView};
+use crate::clock::unix_now;
+use crate::endpoints::pages;
+use crate::gate::Gate;
+use crate::metrics::SessionEvent;
+use crate::oidc::OidcError;
+use crate::session::cookies::CookieJar;
+use crate::session::store::StoreError;
+
+/// Who the request turned out to be, before authorization.
+pub enum Authn {
+    Identified(Grant),
+    /// No or invalid credentials. `bearer_error` is set when a bearer token
+    /// was presented and refused (then the answer is 401, never a login).
+    Anonymous {
+        set_cookies: Vec<HeaderValue>,
+        bearer_error: Option<&'static str>,
+    },
+    /// A dependency (IdP or Redis) needed to tell is down.
+    Unavailable(Reply),
+}
+
+impl Gate {
+    /// The decision for one request on any listener.
+    pub async fn decide(&self, req: &RequestView<'_>) -> Decision {
+        let path = path::normalize(req.uri);
+        match &*path {
+            "/oauth2/start" => return Decision::Reply(self.start(req).await),
+            "/oauth2/callback" => return Decision::Reply(self.callback(req).await),
+            "/oauth2/sign_out" => return Decision::Reply(self.sign_out(req).await),
+            _ => {}
+        }
+        let rules = &self.cfg.authorization;
+        if path::route_matches(&rules.skip_auth_routes, req.method, &path)
+            || (rules.skip_preflight && browser::is_preflight(req.method, req.headers))
+        {
+            return Decision::Skip;
+        }
+        match self.authenticate(req).await {
+            Authn::Identified(grant) => {
+                if rules::authorized(&grant.identity, rules) {
+                    Decision::Allow(grant)
+                } else {
+                    let mut reply = pages::forbidden();
+                    append_cookies(&mut reply, grant.set_cookies);
+                    Decision::Reply(reply)
+                }
+            }
+            Authn::Anonymous {
+                set_cookies,
+                bearer_error,
+            } => {
+                let mut reply = if let Some(err) = bearer_error {
+                    pages::bearer_unauthorized(err)
+                } else if path::any_matches(&rules.api_routes, &path) || !browser::is_browser(req.headers) {
+                    pages::unauthorized()
+                } else {
+                    self.login_redirect(req, None)
+                };
+                append_cookies(&mut reply, set_cookies);
+                Decision::Reply(reply)
+            }
+            Authn::Unavailable(reply) => Decision::Reply(reply),
+        }
+    }
+
+    /// Establishes who the request is: a bearer JWT, else the session cookie
+    /// (refreshed when due). Used by `decide`, `/oauth2/auth` and `/oauth2/userinfo`.
+    pub async fn authenticate(&self, req: &RequestView<'_>) -> Authn {
+        if self.cfg.authorization.bearer_tokens {
+            if let Some(token) = bearer_token(req.headers) {
+                return match self.provider.verify_bearer(token).await {
+                    Ok(identity) => Authn::Identified(Grant {
+                        identity: Arc::new(identity),
+                        id_token: Some(Arc::from(token)),
+                        access_token: None,
+                        set_cookies: Vec::new(),
+                    }),
+                    Err(e) if e.is_unavailable() => Authn::Unavailable(pages::idp_unavailable()),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "bearer token refused");
+                        Authn::Anonymous {
+                            set_cookies: Vec::new(),
+                            bearer_error: Some("invalid_token"),
+                        }
+                    }
+                };
+            }
+        }
+        let jar = CookieJar::from_headers(req.headers);
+        let (session, ticket) = match self.store.load(&jar).await {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                return Authn::Anonymous {
+                    set_cookies: Vec::new(),
+                    bearer_error: None,
+                }
+            }
+            Err(StoreError::Unavailable(e)) => {
+                tracing::warn!(error = %e, "session store unavailable");
+                return Authn::Unavailable(pages::store_unavailable());
+            }
+        };
+        let now = unix_now();
+        if !session.needs_refresh(now, self.cfg.cookie.refresh) {
+            return Authn::Identified(Grant {
+                identity: Arc::new(session.identity),
+                id_token: session.id_token.map(Arc::from),
+                access_token: session.access_token.map(Arc::from),
+                set_cookies: Vec::new(),
+            });
+        }
+        match self.refresh_once(&session).await {
+            Ok(fresh) => {
+                self.metrics.session(SessionEvent::Refreshed);
+                let set_cookies = match self.store.save(&fresh, ticket.as_ref(), req.host, &jar).await {
+                    Ok(c) => c,
+                    Err(StoreError::Unavailable(e)) => {
+                        tracing::warn!(error = %e, "could not store refreshed session");
+                        return Authn::Unavailable(pages::store_unavailable());
+                    }
+                };
+                let fresh = Arc::unwrap_or_clone(fresh);
+                Authn::Identified(Grant {
+                    identity: Arc::new(fresh.identity),
+                    id_token: fresh.id_token.map(Arc::from),
+                    access_token: fresh.access_token.map(Arc::from),
+                    set_cookies,
+                })
+            }
+            Err(e) if matches!(*e, OidcError::InvalidGrant) => {
+                // The IdP ended the session (revoked or expired refresh token).
+                let set_cookies = self
+                    .store
+                    .clear(ticket.as_ref(), req.host, &jar)
+                    .await
+                    .unwrap_or_default();
+                Authn::Anonymous {
+                    set_cookies,
+                    bearer_error: None,
+                }
+            }
+            Err(e) => {
+                // The session is still valid; serve it and retry later.
+                tracing::warn!(error = %e, "session refresh failed; keeping the current session");
+                Authn::Identified(Grant {
+                    identity: Arc::new(session.identity),
+                    id_token: session.id_token.map(Arc::from),
+                    access_token: session.access_token.map(Arc::from),
+                    set_cookies: Vec::new(),
+                })
+            }
+        }
+    }
+}
+
+/// `Authorization: Bearer <token>`; other schemes are not ours. An opaque
+/// token is still a bearer attempt: it fails verification with a 401.
+fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
+    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = token.trim();
+    (!token.is_empty()).then_some(token)
+}
+
+pub(crate) fn append_cookies(reply: &mut Reply, cookies: Vec<HeaderValue>) {
+    reply
+        .headers
+        .extend(cookies.into_iter().map(|c| (http::header::SET_COOKIE, c)));
+}
+
+impl Reply {
+    pub fn new(status: StatusCode, outcome: Outcome) -> Self {
+        Reply {
+            status,
+            headers: vec![(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            )],
+            body: bytes::Bytes::new(),
+            outcome,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_bearer_scheme_is_a_bearer_token() {
+        let mut h = http::HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer a.b.c"));
+        assert_eq!(bearer_token(&h), Some("a.b.c"));
+        h.insert("authorization", HeaderValue::from_static("bearer  a.b.c "));
+        assert_eq!(bearer_token(&h), Some("a.b.c"));
+        h.insert("authorization", HeaderValue::from_static("Basic dXNlcjpwYXNz"));
+        assert_eq!(bearer_token(&h), None);
+        h.insert("authorization", HeaderValue::from_static("Bearer "));
+        assert_eq!(bearer_token(&h), None);
+    }
+}

@@ -1,0 +1,138 @@
+//! Identity headers: which client headers are stripped (every name that
+//! could be mistaken for one of ours, whatever its case or `_`/`-` spelling)
+//! and which are set from a [`Grant`].
+
+use http::{HeaderName, HeaderValue};
+
+use super::Grant;
+use crate::config::{Headers, IdentityClaim};
+
+pub const ACCESS_TOKEN: HeaderName = HeaderName::from_static("x-forwarded-access-token");
+
+pub struct IdentityHeaders {
+    cfg: Headers,
+    /// Lower-case, `-`-separated spellings of every protected name.
+    protected: Vec<String>,
+}
+
+/// `X_Forwarded_User` and `x-forwarded-user` are the same header to many
+/// upstreams (nginx, WSGI, CGI): compare folded.
+fn folded_eq(a: &str, folded: &str) -> bool {
+    a.len() == folded.len()
+        && a.bytes().zip(folded.bytes()).all(|(x, y)| {
+            let x = if x == b'_' { b'-' } else { x.to_ascii_lowercase() };
+            x == y
+        })
+}
+
+fn fold(name: &str) -> String {
+    name.bytes()
+        .map(|b| if b == b'_' { '-' } else { b.to_ascii_lowercase() as char })
+        .collect()
+}
+
+impl IdentityHeaders {
+    pub fn new(cfg: &Headers) -> Self {
+        let mut protected: Vec<String> = cfg.identity.iter().map(|h| fold(h.name.as_str())).collect();
+        if cfg.pass_access_token {
+            protected.push(ACCESS_TOKEN.as_str().to_owned());
+        }
+        if cfg.pass_authorization {
+            protected.push("authorization".to_owned());
+        }
+        protected.sort();
+        protected.dedup();
+        IdentityHeaders {
+            cfg: cfg.clone(),
+            protected,
+        }
+    }
+
+    /// Whether a client-sent header must be removed before forwarding.
+    pub fn is_protected(&self, name: &str) -> bool {
+        self.protected.iter().any(|p| folded_eq(name, p))
+    }
+
+    /// The configured identity headers, in order (for ext_authz removals).
+    pub fn names(&self) -> impl Iterator<Item = &HeaderName> {
+        self.cfg.identity.iter().map(|h| &h.name)
+    }
+
+    /// Headers to send upstream for this grant. Empty values are not sent
+    /// (and ext_authz lists them for removal instead).
+    pub fn values(&self, grant: &Grant) -> Vec<(HeaderName, HeaderValue)> {
+        let mut out = Vec::with_capacity(self.cfg.identity.len() + 2);
+        let id = &grant.identity;
+        let mut groups: Option<HeaderValue> = None;
+        for h in &self.cfg.identity {
+            let value = match h.claim {
+                IdentityClaim::User => HeaderValue::from_bytes(id.user.as_bytes()).ok(),
+                IdentityClaim::Email => HeaderValue::from_bytes(id.email.as_bytes()).ok(),
+                IdentityClaim::PreferredUsername => {
+                    HeaderValue::from_bytes(id.preferred_username.as_bytes()).ok()
+                }
+                IdentityClaim::Groups => {
+                    if groups.is_none() && !id.groups.is_empty() {
+                        groups = HeaderValue::from_bytes(id.groups.join(",").as_bytes()).ok();
+                    }
+                    groups.clone()
+                }
+            };
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                out.push((h.name.clone(), v));
+            }
+        }
+        if self.cfg.pass_authorization {
+            if let Some(v) = grant
+                .id_token
+                .as_deref()
+                .and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok())
+            {
+                out.push((http::header::AUTHORIZATION, v));
+            }
+        }
+        if self.cfg.pass_access_token {
+            if let Some(v) = grant.access_token.as_deref().and_then(|t| HeaderValue::from_str(t).ok()) {
+                out.push((ACCESS_TOKEN, v));
+            }
+        }
+        out
+    }
+
+    /// Every name `values` may set: what ext_authz must remove when unset.
+    pub fn all_names(&self) -> Vec<HeaderName> {
+        let mut names: Vec<HeaderName> = self.names().cloned().collect();
+        if self.cfg.pass_authorization {
+            names.push(http::header::AUTHORIZATION);
+        }
+        if self.cfg.pass_access_token {
+            names.push(ACCESS_TOKEN);
+        }
+        names.dedup();
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn underscore_and_case_variants_are_protected() {
+        let cfg = Headers {
+            pass_authorization: false,
+            pass_access_token: true,
+            identity: vec![crate::config::IdentityHeader {
+                name: HeaderName::from_static("x-forwarded-user"),
+                claim: IdentityClaim::User,
+            }],
+        };
+        let h = IdentityHeaders::new(&cfg);
+        for n in ["X-Forwarded-User", "x_forwarded_user", "X_FORWARDED-USER", "x-forwarded-access-token"] {
+            assert!(h.is_protected(n), "{n}");
+        }
+        for n in ["x-forwarded-users", "authorization", "x-forwarded-use"] {
+            assert!(!h.is_protected(n), "{n}");
+        }
+    }
+}

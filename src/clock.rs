@@ -1,0 +1,10 @@
+//! Wall-clock seconds, the unit of every expiry authgate stores.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,104 @@
+//! `/oauth2/auth` (nginx `auth_request`, Traefik forwardAuth, Caddy
+//! `forward_auth`), `/oauth2/userinfo` and `/oauth2/backchannel_logout`:
+//! served on `listen` only.
+
+use bytes::Bytes;
+use http::StatusCode;
+
+use super::pages;
+use crate::authz::decide::{append_cookies, Authn};
+use crate::authz::{rules, Outcome, Reply, RequestView};
+use crate::gate::Gate;
+
+impl Gate {
+    /// 202 with the identity headers, 401 or 403: never a redirect.
+    pub async fn auth_check(&self, req: &RequestView<'_>) -> Reply {
+        match self.authenticate(req).await {
+            Authn::Identified(grant) => {
+                if !rules::authorized(&grant.identity, &self.cfg.authorization) {
+                    let mut r = pages::forbidden();
+                    append_cookies(&mut r, grant.set_cookies);
+                    return r;
+                }
+                let mut r = Reply::new(StatusCode::ACCEPTED, Outcome::Allowed);
+                r.headers.extend(self.headers.values(&grant));
+                append_cookies(&mut r, grant.set_cookies);
+                r
+            }
+            Authn::Anonymous {
+                set_cookies,
+                bearer_error,
+            } => {
+                let mut r = match bearer_error {
+                    Some(e) => pages::bearer_unauthorized(e),
+                    None => pages::unauthorized(),
+                };
+                append_cookies(&mut r, set_cookies);
+                r
+            }
+            Authn::Unavailable(r) => r,
+        }
+    }
+
+    /// `{"user","email","preferred_username","groups"}` or 401.
+    pub async fn userinfo(&self, req: &RequestView<'_>) -> Reply {
+        match self.authenticate(req).await {
+            Authn::Identified(grant) => {
+                let body = serde_json::to_vec(&*grant.identity).unwrap_or_default();
+                let mut r = pages::json(StatusCode::OK, Outcome::Allowed, body);
+                append_cookies(&mut r, grant.set_cookies);
+                r
+            }
+            Authn::Anonymous { .. } => pages::json(
+                StatusCode::UNAUTHORIZED,
+                Outcome::Unauthenticated,
+                br#"{"error":"unauthorized"}"#.to_vec(),
+            ),
+            Authn::Unavailable(r) => r,
+        }
+    }
+
+    /// OIDC Back-Channel Logout 1.0: `POST` with `logout_token`. Only the
+    /// Redis store can revoke; a cookie session lives in the browser alone.
+    pub async fn backchannel_logout(&self, method: &str, body: &Bytes) -> Reply {
+        let err = |status: StatusCode, code: &'static str| {
+            let body = format!(r#"{{"error":"{code}"}}"#).into_bytes();
+            pages::json(status, Outcome::Error, body)
+        };
+        if !method.eq_ignore_ascii_case("POST") {
+            return err(StatusCode::METHOD_NOT_ALLOWED, "invalid_request");
+        }
+        if self.store.redis().is_none() {
+            return err(StatusCode::NOT_IMPLEMENTED, "session_store_cannot_revoke");
+        }
+        let token = form_urlencoded::parse(body)
+            .find(|(k, _)| k == "logout_token")
+            .map(|(_, v)| v.into_owned());
+        let Some(token) = token else {
+            return err(StatusCode::BAD_REQUEST, "invalid_request");
+        };
+        let target = match self.provider.verify_logout_token(&token).await {
+            Ok(t) => t,
+            Err(e) if e.is_unavailable() => return err(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
+            Err(e) => {
+                tracing::info!(error = %e, "back-channel logout token refused");
+                return err(StatusCode::BAD_REQUEST, "invalid_request");
+            }
+        };
+        match self.store.revoke(&target).await {
+            Ok(n) => {
+                tracing::info!(sessions = n, "back-channel logout");
+                for _ in 0..n {
+                    self.metrics.session(crate::metrics::SessionEvent::Cleared);
+                }
+                let mut r = Reply::new(StatusCode::OK, Outcome::Allowed);
+                r.body = Bytes::new();
+                r
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "back-channel logout could not reach redis");
+                err(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+            }
+        }
+    }
+}

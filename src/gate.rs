@@ -1,0 +1,147 @@
+//! The shared state every front end decides with: configuration, the IdP,
+//! the session store, metrics. Built once at start-up, shared by `Arc`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+use parking_lot::Mutex;
+
+use crate::authz::headers::IdentityHeaders;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::oidc::{OidcError, Provider};
+use crate::session::codec::SessionCodec;
+use crate::session::redis::RedisError;
+use crate::session::store::SessionStore;
+use crate::session::Session;
+
+/// How long a login flow (its state, nonce and CSRF cookie) stays valid.
+pub const FLOW_TTL: Duration = Duration::from_secs(15 * 60);
+/// How long a finished refresh answers for the refresh token it consumed.
+pub const REFRESH_REUSE: Duration = Duration::from_secs(60);
+/// How long a failed refresh is remembered before the next attempt.
+pub const REFRESH_RETRY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error(transparent)]
+    Oidc(#[from] OidcError),
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+}
+
+/// The result of one refresh, shared by every request that waited on it.
+pub type RefreshResult = Result<Arc<Session>, Arc<OidcError>>;
+
+pub struct Gate {
+    pub cfg: Arc<Config>,
+    pub provider: Arc<Provider>,
+    pub store: Arc<SessionStore>,
+    pub codec: Arc<SessionCodec>,
+    pub metrics: Metrics,
+    pub headers: IdentityHeaders,
+    /// Callback `state`s already redeemed, until their flow would expire.
+    used_states: Mutex<HashMap<String, Instant>>,
+    /// In-flight refreshes by refresh token: one IdP call per session.
+    /// Finished ones are kept for [`REFRESH_REUSE`] so requests still
+    /// carrying the old cookie reuse the result instead of replaying a
+    /// rotated refresh token.
+    refreshes: Mutex<HashMap<String, (Instant, Shared<BoxFuture<'static, RefreshResult>>)>>,
+    draining: AtomicBool,
+}
+
+impl Gate {
+    pub fn new(cfg: Arc<Config>, metrics: Metrics) -> Result<Arc<Self>, GateError> {
+        let provider = Arc::new(Provider::new(
+            &cfg.provider,
+            &cfg.authorization.extra_jwt_issuers,
+            metrics.clone(),
+        )?);
+        let codec = Arc::new(SessionCodec::new(&cfg.cookie.secret));
+        let store = Arc::new(SessionStore::new(&cfg, codec.clone(), metrics.clone())?);
+        Ok(Arc::new(Gate {
+            headers: IdentityHeaders::new(&cfg.headers),
+            cfg,
+            provider,
+            store,
+            codec,
+            metrics,
+            used_states: Mutex::new(HashMap::new()),
+            refreshes: Mutex::new(HashMap::new()),
+            draining: AtomicBool::new(false),
+        }))
+    }
+
+    /// `/ready`: the provider discovered with keys, Redis answering (when
+    /// used), and not shutting down.
+    pub fn is_ready(&self) -> bool {
+        !self.draining.load(Ordering::Acquire)
+            && self.provider.is_ready()
+            && self.store.redis().is_none_or(|r| r.is_up())
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Marks a callback `state` used; false when it already was.
+    pub(crate) fn consume_state(&self, state: &str) -> bool {
+        let mut used = self.used_states.lock();
+        let now = Instant::now();
+        if used.len() > 10_000 {
+            used.retain(|_, at| now.duration_since(*at) < FLOW_TTL);
+        }
+        if used.contains_key(state) {
+            return false;
+        }
+        used.insert(state.to_owned(), now);
+        true
+    }
+
+    /// Refreshes a session's tokens, once for all concurrent requests of
+    /// that session (also across the ext_authz front ends).
+    pub(crate) async fn refresh_once(&self, session: &Session) -> RefreshResult {
+        let Some(rt) = session.refresh_token.clone() else {
+            return Err(Arc::new(OidcError::InvalidGrant));
+        };
+        let fut = {
+            let mut inflight = self.refreshes.lock();
+            let now = Instant::now();
+            inflight.retain(|_, (at, f)| match f.peek() {
+                None => true,
+                Some(Ok(_)) => now.duration_since(*at) < REFRESH_REUSE,
+                // A failed refresh is retried soon, not hammered per request.
+                Some(Err(_)) => now.duration_since(*at) < REFRESH_RETRY,
+            });
+            if let Some((_, f)) = inflight.get(&rt) {
+                f.clone()
+            } else {
+                let provider = self.provider.clone();
+                let old = session.clone();
+                let token = rt.clone();
+                let f = async move {
+                    let login = provider.refresh(&token).await.map_err(Arc::new)?;
+                    let now = crate::clock::unix_now();
+                    Ok(Arc::new(Session {
+                        identity: login.identity,
+                        sub: if login.sub.is_empty() { old.sub } else { login.sub },
+                        sid: login.sid.or(old.sid),
+                        id_token: login.id_token.or(old.id_token),
+                        access_token: login.access_token.or(old.access_token),
+                        refresh_token: login.refresh_token,
+                        refreshed_at: now,
+                        expires_at: old.expires_at,
+                    }))
+                }
+                .boxed()
+                .shared();
+                inflight.insert(rt, (now, f.clone()));
+                f
+            }
+        };
+        fut.await
+    }
+}

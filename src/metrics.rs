@@ -1,0 +1,207 @@
+//! One registry, the contract's metric families, nothing else.
+//!
+//! Front ends record through [`Metrics`]; `GET /metrics` on `server.metrics`
+//! renders the same registry.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::authz::{Listener, Outcome};
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    idp_requests: IntCounterVec,
+    sessions: IntCounterVec,
+    upstream_errors: IntCounter,
+    dependency_up: IntGaugeVec,
+}
+
+/// The IdP endpoints `authgate_idp_requests_total{endpoint}` distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdpEndpoint {
+    Discovery,
+    Jwks,
+    Token,
+    Refresh,
+    Userinfo,
+}
+
+impl IdpEndpoint {
+    fn as_str(self) -> &'static str {
+        match self {
+            IdpEndpoint::Discovery => "discovery",
+            IdpEndpoint::Jwks => "jwks",
+            IdpEndpoint::Token => "token",
+            IdpEndpoint::Refresh => "refresh",
+            IdpEndpoint::Userinfo => "userinfo",
+        }
+    }
+}
+
+/// `authgate_sessions_total{event}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEvent {
+    Created,
+    Refreshed,
+    Cleared,
+    Invalid,
+}
+
+impl SessionEvent {
+    fn as_str(self) -> &'static str {
+        match self {
+            SessionEvent::Created => "created",
+            SessionEvent::Refreshed => "refreshed",
+            SessionEvent::Cleared => "cleared",
+            SessionEvent::Invalid => "invalid",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dependency {
+    Idp,
+    Redis,
+}
+
+impl Dependency {
+    fn as_str(self) -> &'static str {
+        match self {
+            Dependency::Idp => "idp",
+            Dependency::Redis => "redis",
+        }
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("authgate_requests_total", "Requests by listener and decision."),
+            &["listener", "decision"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "authgate_request_duration_seconds",
+                "Time spent deciding and answering, by listener.",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0,
+            ]),
+            &["listener"],
+        )?;
+        let idp_requests = IntCounterVec::new(
+            Opts::new("authgate_idp_requests_total", "Calls to the identity provider."),
+            &["endpoint", "outcome"],
+        )?;
+        let sessions = IntCounterVec::new(
+            Opts::new("authgate_sessions_total", "Session lifecycle events."),
+            &["event"],
+        )?;
+        let upstream_errors = IntCounter::new(
+            "authgate_upstream_errors_total",
+            "Requests that failed to reach the upstream.",
+        )?;
+        let dependency_up = IntGaugeVec::new(
+            Opts::new("authgate_dependency_up", "1 when the dependency answers, else 0."),
+            &["dependency"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(idp_requests.clone()))?;
+        registry.register(Box::new(sessions.clone()))?;
+        registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(dependency_up.clone()))?;
+        // Families without observations are not rendered; touch the label
+        // sets users alert on so dashboards see zeros, not gaps.
+        for l in [Listener::Proxy, Listener::ExtAuthzHttp, Listener::ExtAuthzGrpc] {
+            duration.with_label_values(&[l.as_str()]);
+        }
+        for e in [
+            SessionEvent::Created,
+            SessionEvent::Refreshed,
+            SessionEvent::Cleared,
+            SessionEvent::Invalid,
+        ] {
+            sessions.with_label_values(&[e.as_str()]);
+        }
+        Ok(Metrics {
+            registry,
+            requests,
+            duration,
+            idp_requests,
+            sessions,
+            upstream_errors,
+            dependency_up,
+        })
+    }
+
+    pub fn request(&self, listener: Listener, outcome: Outcome, elapsed: Duration) {
+        self.requests
+            .with_label_values(&[listener.as_str(), outcome.as_str()])
+            .inc();
+        self.duration
+            .with_label_values(&[listener.as_str()])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn idp(&self, endpoint: IdpEndpoint, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.idp_requests
+            .with_label_values(&[endpoint.as_str(), outcome])
+            .inc();
+    }
+
+    pub fn session(&self, event: SessionEvent) {
+        self.sessions.with_label_values(&[event.as_str()]).inc();
+    }
+
+    pub fn upstream_error(&self) {
+        self.upstream_errors.inc();
+    }
+
+    pub fn dependency(&self, dep: Dependency, up: bool) {
+        self.dependency_up
+            .with_label_values(&[dep.as_str()])
+            .set(i64::from(up));
+    }
+
+    /// The Prometheus text exposition of every family.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8192);
+        // Encoding into a Vec cannot fail for well-formed families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_errors_exported_at_zero_from_start() {
+        let m = Metrics::new().unwrap();
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains("authgate_upstream_errors_total 0"), "{text}");
+    }
+
+    #[test]
+    fn requests_are_counted_by_listener_and_decision() {
+        let m = Metrics::new().unwrap();
+        m.request(Listener::Proxy, Outcome::Forbidden, Duration::from_millis(1));
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(
+            text.contains(r#"authgate_requests_total{decision="forbidden",listener="proxy"} 1"#),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,209 @@
+//! Where sessions live. With `store: cookie` the sealed session is the cookie;
+//! with `store: redis` the cookie is a sealed ticket (id + per-session key)
+//! and the session sits in Redis, encrypted with the ticket's key.
+
+use std::sync::Arc;
+
+use http::HeaderValue;
+use rand::RngCore;
+
+use super::chunks;
+use super::codec::SessionCodec;
+use super::cookies::{CookieAttrs, CookieJar};
+use super::redis::{RedisError, RedisStore};
+use super::Session;
+use crate::clock::unix_now;
+use crate::config;
+use crate::metrics::{Metrics, SessionEvent};
+use crate::oidc::LogoutTarget;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("session store unavailable: {0}")]
+    Unavailable(#[from] RedisError),
+}
+
+/// Identifies a Redis-held session; absent for cookie sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    pub id: [u8; 16],
+    pub key: [u8; 32],
+}
+
+impl Ticket {
+    fn random() -> Self {
+        let mut t = Ticket { id: [0; 16], key: [0; 32] };
+        rand::rngs::OsRng.fill_bytes(&mut t.id);
+        rand::rngs::OsRng.fill_bytes(&mut t.key);
+        t
+    }
+
+    fn encode(&self) -> [u8; 48] {
+        let mut out = [0u8; 48];
+        out[..16].copy_from_slice(&self.id);
+        out[16..].copy_from_slice(&self.key);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != 48 {
+            return None;
+        }
+        let mut t = Ticket { id: [0; 16], key: [0; 32] };
+        t.id.copy_from_slice(&bytes[..16]);
+        t.key.copy_from_slice(&bytes[16..]);
+        Some(t)
+    }
+}
+
+pub struct SessionStore {
+    cookie: config::Cookie,
+    codec: Arc<SessionCodec>,
+    redis: Option<RedisStore>,
+    metrics: Metrics,
+}
+
+impl SessionStore {
+    pub fn new(cfg: &config::Config, codec: Arc<SessionCodec>, metrics: Metrics) -> Result<Self, RedisError> {
+        let redis = match &cfg.session {
+            config::Session::Cookie => None,
+            config::Session::Redis(r) => Some(RedisStore::new(r, metrics.clone())?),
+        };
+        Ok(SessionStore {
+            cookie: cfg.cookie.clone(),
+            codec,
+            redis,
+            metrics,
+        })
+    }
+
+    pub fn redis(&self) -> Option<&RedisStore> {
+        self.redis.as_ref()
+    }
+
+    /// The session the request carries. A missing, tampered, foreign,
+    /// expired or undecodable cookie is `Ok(None)`: "no credentials".
+    pub async fn load(&self, jar: &CookieJar<'_>) -> Result<Option<(Session, Option<Ticket>)>, StoreError> {
+        let Some(raw) = chunks::read_session_cookie(&self.cookie.name, jar) else {
+            return Ok(None);
+        };
+        let Ok(plain) = self.codec.open(self.cookie.name.as_bytes(), &raw) else {
+            self.metrics.session(SessionEvent::Invalid);
+            return Ok(None);
+        };
+        let (session, ticket) = match &self.redis {
+            None => match serde_json::from_slice::<Session>(&plain) {
+                Ok(s) => (s, None),
+                Err(_) => {
+                    self.metrics.session(SessionEvent::Invalid);
+                    return Ok(None);
+                }
+            },
+            Some(redis) => {
+                let Some(ticket) = Ticket::decode(&plain) else {
+                    self.metrics.session(SessionEvent::Invalid);
+                    return Ok(None);
+                };
+                let Some(sealed) = redis.get(&ticket.id).await? else {
+                    return Ok(None);
+                };
+                let Ok(plain) = SessionCodec::new(&ticket.key).open(&ticket.id, &sealed) else {
+                    self.metrics.session(SessionEvent::Invalid);
+                    return Ok(None);
+                };
+                match serde_json::from_slice::<Session>(&plain) {
+                    Ok(s) => (s, Some(ticket)),
+                    Err(_) => {
+                        self.metrics.session(SessionEvent::Invalid);
+                        return Ok(None);
+                    }
+                }
+            }
+        };
+        if session.is_expired(unix_now()) {
+            return Ok(None);
+        }
+        Ok(Some((session, ticket)))
+    }
+
+    /// Stores a session and returns the `Set-Cookie` lines to send. With
+    /// Redis, an existing ticket is updated in place (no new cookie).
+    pub async fn save(
+        &self,
+        session: &Session,
+        ticket: Option<&Ticket>,
+        host: &str,
+        jar: &CookieJar<'_>,
+    ) -> Result<Vec<HeaderValue>, StoreError> {
+        let attrs = self.attrs(host, session.expires_at);
+        let value = match &self.redis {
+            None => {
+                let json = serde_json::to_vec(session).unwrap_or_default();
+                self.codec.seal(self.cookie.name.as_bytes(), &json)
+            }
+            Some(redis) => {
+                let ttl = session.expires_at.saturating_sub(unix_now()).max(1);
+                let json = serde_json::to_vec(session).unwrap_or_default();
+                let (t, fresh) = match ticket {
+                    Some(t) => (t.clone(), false),
+                    None => (Ticket::random(), true),
+                };
+                let sealed = SessionCodec::new(&t.key).seal(&t.id, &json);
+                redis
+                    .put(&t.id, &sealed, ttl, session.sid.as_deref(), &session.sub)
+                    .await?;
+                if !fresh {
+                    return Ok(Vec::new());
+                }
+                self.codec.seal(self.cookie.name.as_bytes(), &t.encode())
+            }
+        };
+        Ok(to_header_values(chunks::set_session_cookies(
+            &self.cookie.name,
+            &value,
+            &attrs,
+            jar,
+        )))
+    }
+
+    /// Ends a session: its Redis entry (if any) and every cookie chunk.
+    pub async fn clear(&self, ticket: Option<&Ticket>, host: &str, jar: &CookieJar<'_>) -> Result<Vec<HeaderValue>, StoreError> {
+        if let (Some(redis), Some(t)) = (&self.redis, ticket) {
+            redis.delete(&t.id).await?;
+        }
+        self.metrics.session(SessionEvent::Cleared);
+        let attrs = self.attrs(host, 0);
+        Ok(to_header_values(chunks::clear_session_cookies(
+            &self.cookie.name,
+            &attrs,
+            jar,
+        )))
+    }
+
+    /// Back-channel logout: drops every Redis session of a `sid` or `sub`.
+    pub async fn revoke(&self, target: &LogoutTarget) -> Result<usize, StoreError> {
+        match &self.redis {
+            Some(redis) => Ok(redis
+                .revoke(target.sid.as_deref(), target.sub.as_deref())
+                .await?),
+            None => Ok(0),
+        }
+    }
+
+    /// Cookie attributes for this host; `expires_at` 0 means "clearing".
+    pub fn attrs(&self, host: &str, expires_at: u64) -> CookieAttrs {
+        let mut attrs = CookieAttrs::for_request(&self.cookie, host);
+        if expires_at > 0 {
+            let left = expires_at.saturating_sub(unix_now());
+            attrs.max_age = Some(std::time::Duration::from_secs(left));
+        }
+        attrs
+    }
+}
+
+pub fn to_header_values(lines: Vec<String>) -> Vec<HeaderValue> {
+    lines
+        .into_iter()
+        .filter_map(|l| HeaderValue::from_str(&l).ok())
+        .collect()
+}
