@@ -39,7 +39,9 @@ impl Gate {
             _ => {}
         }
         let rules = &self.cfg.authorization;
-        if path::route_matches(&rules.skip_auth_routes, req.method, &path)
+        // A target servers may read differently (`..;`, `%2F`, ...) never skips auth.
+        let skip = !path::is_ambiguous(req.uri) && path::route_matches(&rules.skip_auth_routes, req.method, &path);
+        if skip
             || (rules.skip_preflight && browser::is_preflight(req.method, req.headers))
         {
             return Decision::Skip;
