@@ -7,6 +7,15 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.key, self.message)
@@ -17,3 +26,15 @@ impl std::fmt::Display for Problem {
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration ({} problem(s))", .0.len())]
 pub struct ConfigError(pub Vec<Problem>);
+
+impl ConfigError {
+    /// The problems, one per line as `key: message` (what `check` prints).
+    pub fn lines(&self) -> impl Iterator<Item = String> + '_ {
+        self.0.iter().map(Problem::to_string)
+    }
+
+    /// The problems, for callers that want to inspect keys.
+    pub fn problems(&self) -> &[Problem] {
+        &self.0
+    }
+}
