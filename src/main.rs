@@ -26,8 +26,8 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                for p in &e.0 {
-                    println!("{p}");
+                for line in e.lines() {
+                    println!("{line}");
                 }
                 ExitCode::FAILURE
             }
@@ -41,8 +41,8 @@ fn main() -> ExitCode {
                 }
             },
             Err(e) => {
-                for p in &e.0 {
-                    eprintln!("{p}");
+                for line in e.lines() {
+                    eprintln!("{line}");
                 }
                 ExitCode::FAILURE
             }

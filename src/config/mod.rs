@@ -337,7 +337,11 @@ impl Validator {
         let session = self.session(file.session);
         let authorization = self.authorization(file.authorization);
         let redirect = self.redirect(file.redirect);
-        let upstreams = self.upstreams(file.upstreams);
+        // An ext_authz-only deployment forwards nothing itself: Envoy does.
+        let ext_authz_only = server
+            .as_ref()
+            .is_some_and(|s| s.ext_authz_http.is_some() || s.ext_authz_grpc.is_some());
+        let upstreams = self.upstreams(file.upstreams, ext_authz_only);
         let headers = self.headers(file.headers);
         let parts = match (
             server,
@@ -853,9 +857,12 @@ impl Validator {
 
     // === upstreams ===
 
-    fn upstreams(&mut self, list: Vec<UpstreamFile>) -> Vec<PendingUpstream> {
-        if list.is_empty() {
-            self.problem("upstreams", "must list at least one upstream");
+    fn upstreams(&mut self, list: Vec<UpstreamFile>, optional: bool) -> Vec<PendingUpstream> {
+        if list.is_empty() && !optional {
+            self.problem(
+                "upstreams",
+                "must list at least one upstream (or set server.ext_authz_http/ext_authz_grpc)",
+            );
         }
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut pending = Vec::new();
@@ -1477,7 +1484,7 @@ upstreams:
         assert_has(&p, "provider.issuer_url: must not be empty");
         assert_has(&p, "provider.client_id: must not be empty");
         assert_has_prefix(&p, "cookie.secret: must not be empty");
-        assert_has(&p, "upstreams: must list at least one upstream");
+        assert_has(&p, "upstreams: must list at least one upstream (or set server.ext_authz_http/ext_authz_grpc)");
     }
 
     #[test]
@@ -2011,8 +2018,15 @@ upstreams: [ {{ path: /, url: 'http://127.0.0.1:8080' }} ]
     fn at_least_one_upstream_is_required() {
         assert_eq!(
             problems(&with("upstreams: []")),
-            ["upstreams: must list at least one upstream"]
+            ["upstreams: must list at least one upstream (or set server.ext_authz_http/ext_authz_grpc)"]
         );
+    }
+
+    #[test]
+    fn ext_authz_only_deployments_need_no_upstream() {
+        let yaml = with("upstreams: []\nserver:\n  ext_authz_http: 127.0.0.1:4181");
+        let loaded = load_str_with(&yaml, &no_env, &fake_dns);
+        assert!(loaded.is_ok(), "{:?}", loaded.err());
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub fn run(port: u16) -> anyhow::Result<()> {
     let echo_port = free_port()?;
     let client_secret = random_b64(24);
     let cfg = crate::config::load_str(&config_yaml(port, idp_port, echo_port, &client_secret))
-        .map_err(|e| anyhow::anyhow!("demo config: {e:?}"))?;
+        .map_err(|e| anyhow::anyhow!("demo config: {}", e.lines().collect::<Vec<_>>().join("; ")))?;
 
     let issuer = url::Url::parse(&format!("http://127.0.0.1:{idp_port}"))?;
     let idp = DemoIdp::new(
