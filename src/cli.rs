@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "authgate", version, about = "OpenID Connect authenticating reverse proxy and Envoy ext_authz provider")]
+#[command(
+    name = "authgate",
+    version,
+    about = "OpenID Connect authenticating reverse proxy and Envoy ext_authz provider"
+)]
 pub struct Cli {
     /// Log format on stderr (filter with RUST_LOG, e.g. `info,authgate=debug`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]

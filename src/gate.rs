@@ -35,6 +35,7 @@ pub enum GateError {
 
 /// The result of one refresh, shared by every request that waited on it.
 pub type RefreshResult = Result<Arc<Session>, Arc<OidcError>>;
+type SharedRefresh = Shared<BoxFuture<'static, RefreshResult>>;
 
 pub struct Gate {
     pub cfg: Arc<Config>,
@@ -49,7 +50,7 @@ pub struct Gate {
     /// Finished ones are kept for [`REFRESH_REUSE`] so requests still
     /// carrying the old cookie reuse the result instead of replaying a
     /// rotated refresh token.
-    refreshes: Mutex<HashMap<String, (Instant, Shared<BoxFuture<'static, RefreshResult>>)>>,
+    refreshes: Mutex<HashMap<String, (Instant, SharedRefresh)>>,
     draining: AtomicBool,
 }
 
@@ -127,7 +128,11 @@ impl Gate {
                     let now = crate::clock::unix_now();
                     Ok(Arc::new(Session {
                         identity: login.identity,
-                        sub: if login.sub.is_empty() { old.sub } else { login.sub },
+                        sub: if login.sub.is_empty() {
+                            old.sub
+                        } else {
+                            login.sub
+                        },
                         sid: login.sid.or(old.sid),
                         id_token: login.id_token.or(old.id_token),
                         access_token: login.access_token.or(old.access_token),

@@ -17,7 +17,10 @@ fn main() -> ExitCode {
         Command::Secret => {
             let mut b = [0u8; 32];
             rand::rngs::OsRng.fill_bytes(&mut b);
-            println!("{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b));
+            println!(
+                "{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+            );
             ExitCode::SUCCESS
         }
         Command::Check { config } => match authgate::config::load(&config) {

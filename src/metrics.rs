@@ -84,7 +84,10 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("authgate_requests_total", "Requests by listener and decision."),
+            Opts::new(
+                "authgate_requests_total",
+                "Requests by listener and decision.",
+            ),
             &["listener", "decision"],
         )?;
         let duration = HistogramVec::new(
@@ -99,7 +102,10 @@ impl Metrics {
             &["listener"],
         )?;
         let idp_requests = IntCounterVec::new(
-            Opts::new("authgate_idp_requests_total", "Calls to the identity provider."),
+            Opts::new(
+                "authgate_idp_requests_total",
+                "Calls to the identity provider.",
+            ),
             &["endpoint", "outcome"],
         )?;
         let sessions = IntCounterVec::new(
@@ -111,7 +117,10 @@ impl Metrics {
             "Requests that failed to reach the upstream.",
         )?;
         let dependency_up = IntGaugeVec::new(
-            Opts::new("authgate_dependency_up", "1 when the dependency answers, else 0."),
+            Opts::new(
+                "authgate_dependency_up",
+                "1 when the dependency answers, else 0.",
+            ),
             &["dependency"],
         )?;
         registry.register(Box::new(requests.clone()))?;
@@ -122,7 +131,11 @@ impl Metrics {
         registry.register(Box::new(dependency_up.clone()))?;
         // Families without observations are not rendered; touch the label
         // sets users alert on so dashboards see zeros, not gaps.
-        for l in [Listener::Proxy, Listener::ExtAuthzHttp, Listener::ExtAuthzGrpc] {
+        for l in [
+            Listener::Proxy,
+            Listener::ExtAuthzHttp,
+            Listener::ExtAuthzGrpc,
+        ] {
             duration.with_label_values(&[l.as_str()]);
         }
         for e in [
@@ -197,7 +210,11 @@ mod tests {
     #[test]
     fn requests_are_counted_by_listener_and_decision() {
         let m = Metrics::new().unwrap();
-        m.request(Listener::Proxy, Outcome::Forbidden, Duration::from_millis(1));
+        m.request(
+            Listener::Proxy,
+            Outcome::Forbidden,
+            Duration::from_millis(1),
+        );
         let text = String::from_utf8(m.render()).unwrap();
         assert!(
             text.contains(r#"authgate_requests_total{decision="forbidden",listener="proxy"} 1"#),

@@ -33,8 +33,14 @@ pub fn build(cfg: Config) -> anyhow::Result<(Server, Arc<Gate>)> {
         grace_period_seconds: Some(grace),
         graceful_shutdown_timeout_seconds: Some(grace),
         // Pingora writes these only when asked to daemonize or upgrade.
-        pid_file: std::env::temp_dir().join("authgate.pid").to_string_lossy().into_owned(),
-        upgrade_sock: std::env::temp_dir().join("authgate_upgrade.sock").to_string_lossy().into_owned(),
+        pid_file: std::env::temp_dir()
+            .join("authgate.pid")
+            .to_string_lossy()
+            .into_owned(),
+        upgrade_sock: std::env::temp_dir()
+            .join("authgate_upgrade.sock")
+            .to_string_lossy()
+            .into_owned(),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

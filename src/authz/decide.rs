@@ -40,10 +40,9 @@ impl Gate {
         }
         let rules = &self.cfg.authorization;
         // A target servers may read differently (`..;`, `%2F`, ...) never skips auth.
-        let skip = !path::is_ambiguous(req.uri) && path::route_matches(&rules.skip_auth_routes, req.method, &path);
-        if skip
-            || (rules.skip_preflight && browser::is_preflight(req.method, req.headers))
-        {
+        let skip = !path::is_ambiguous(req.uri)
+            && path::route_matches(&rules.skip_auth_routes, req.method, &path);
+        if skip || (rules.skip_preflight && browser::is_preflight(req.method, req.headers)) {
             return Decision::Skip;
         }
         match self.authenticate(req).await {
@@ -62,7 +61,9 @@ impl Gate {
             } => {
                 let mut reply = if let Some(err) = bearer_error {
                     pages::bearer_unauthorized(err)
-                } else if path::any_matches(&rules.api_routes, &path) || !browser::is_browser(req.headers) {
+                } else if path::any_matches(&rules.api_routes, &path)
+                    || !browser::is_browser(req.headers)
+                {
                     pages::unauthorized()
                 } else {
                     self.login_redirect(req, None)
@@ -123,7 +124,11 @@ impl Gate {
         match self.refresh_once(&session).await {
             Ok(fresh) => {
                 self.metrics.session(SessionEvent::Refreshed);
-                let set_cookies = match self.store.save(&fresh, ticket.as_ref(), req.host, &jar).await {
+                let set_cookies = match self
+                    .store
+                    .save(&fresh, ticket.as_ref(), req.host, &jar)
+                    .await
+                {
                     Ok(c) => c,
                     Err(StoreError::Unavailable(e)) => {
                         tracing::warn!(error = %e, "could not store refreshed session");
@@ -207,7 +212,10 @@ mod tests {
         assert_eq!(bearer_token(&h), Some("a.b.c"));
         h.insert("authorization", HeaderValue::from_static("bearer  a.b.c "));
         assert_eq!(bearer_token(&h), Some("a.b.c"));
-        h.insert("authorization", HeaderValue::from_static("Basic dXNlcjpwYXNz"));
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Basic dXNlcjpwYXNz"),
+        );
         assert_eq!(bearer_token(&h), None);
         h.insert("authorization", HeaderValue::from_static("Bearer "));
         assert_eq!(bearer_token(&h), None);

@@ -20,20 +20,31 @@ pub struct IdentityHeaders {
 fn folded_eq(a: &str, folded: &str) -> bool {
     a.len() == folded.len()
         && a.bytes().zip(folded.bytes()).all(|(x, y)| {
-            let x = if x == b'_' { b'-' } else { x.to_ascii_lowercase() };
+            let x = if x == b'_' {
+                b'-'
+            } else {
+                x.to_ascii_lowercase()
+            };
             x == y
         })
 }
 
 fn fold(name: &str) -> String {
     name.bytes()
-        .map(|b| if b == b'_' { '-' } else { b.to_ascii_lowercase() as char })
+        .map(|b| {
+            if b == b'_' {
+                '-'
+            } else {
+                b.to_ascii_lowercase() as char
+            }
+        })
         .collect()
 }
 
 impl IdentityHeaders {
     pub fn new(cfg: &Headers) -> Self {
-        let mut protected: Vec<String> = cfg.identity.iter().map(|h| fold(h.name.as_str())).collect();
+        let mut protected: Vec<String> =
+            cfg.identity.iter().map(|h| fold(h.name.as_str())).collect();
         if cfg.pass_access_token {
             protected.push(ACCESS_TOKEN.as_str().to_owned());
         }
@@ -92,7 +103,11 @@ impl IdentityHeaders {
             }
         }
         if self.cfg.pass_access_token {
-            if let Some(v) = grant.access_token.as_deref().and_then(|t| HeaderValue::from_str(t).ok()) {
+            if let Some(v) = grant
+                .access_token
+                .as_deref()
+                .and_then(|t| HeaderValue::from_str(t).ok())
+            {
                 out.push((ACCESS_TOKEN, v));
             }
         }
@@ -128,7 +143,12 @@ mod tests {
             }],
         };
         let h = IdentityHeaders::new(&cfg);
-        for n in ["X-Forwarded-User", "x_forwarded_user", "X_FORWARDED-USER", "x-forwarded-access-token"] {
+        for n in [
+            "X-Forwarded-User",
+            "x_forwarded_user",
+            "X_FORWARDED-USER",
+            "x-forwarded-access-token",
+        ] {
             assert!(h.is_protected(n), "{n}");
         }
         for n in ["x-forwarded-users", "authorization", "x-forwarded-use"] {

@@ -3,11 +3,11 @@
 //! Nothing here knows Pingora or tonic types.
 
 pub mod browser;
+pub mod decide;
+pub mod headers;
 pub mod path;
 pub mod redirect;
 pub mod rules;
-pub mod decide;
-pub mod headers;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -15,7 +15,9 @@ const CLIENT_ID: &str = "authgate-demo";
 
 /// A port nothing listens on right now (the OS picks it).
 fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
 }
 
 fn random_b64(n: usize) -> String {
@@ -56,7 +58,9 @@ pub fn run(port: u16) -> anyhow::Result<()> {
     let echo_port = free_port()?;
     let client_secret = random_b64(24);
     let cfg = crate::config::load_str(&config_yaml(port, idp_port, echo_port, &client_secret))
-        .map_err(|e| anyhow::anyhow!("demo config: {}", e.lines().collect::<Vec<_>>().join("; ")))?;
+        .map_err(|e| {
+            anyhow::anyhow!("demo config: {}", e.lines().collect::<Vec<_>>().join("; "))
+        })?;
 
     let issuer = url::Url::parse(&format!("http://127.0.0.1:{idp_port}"))?;
     let idp = DemoIdp::new(
@@ -81,7 +85,9 @@ pub fn run(port: u16) -> anyhow::Result<()> {
 
     eprintln!("{BANNER}");
     eprintln!("identity provider: http://127.0.0.1:{idp_port}   echo upstream: http://127.0.0.1:{echo_port}");
-    eprintln!("users: alice/alice (groups admins, devs: allowed)   bob/bob (group users: gets 403)");
+    eprintln!(
+        "users: alice/alice (groups admins, devs: allowed)   bob/bob (group users: gets 403)"
+    );
     println!("open http://127.0.0.1:{port}/");
     server.run_forever()
 }

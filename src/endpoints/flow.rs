@@ -99,10 +99,12 @@ impl Gate {
         let challenge = verifier.as_deref().map(|v| {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(v.as_bytes()))
         });
-        let url = match self
-            .provider
-            .authorization_url(&redirect_uri, &state, &nonce, challenge.as_deref())
-        {
+        let url = match self.provider.authorization_url(
+            &redirect_uri,
+            &state,
+            &nonce,
+            challenge.as_deref(),
+        ) {
             Ok(u) => u,
             Err(_) => return pages::idp_not_ready(),
         };
@@ -118,7 +120,9 @@ impl Gate {
         let json = serde_json::to_vec(&flow).unwrap_or_default();
         let sealed = self.codec.seal(name.as_bytes(), &json);
         let mut reply = pages::redirect(url.as_str(), Outcome::Unauthenticated);
-        if let Ok(v) = HeaderValue::from_str(&set_cookie(&name, &sealed, &self.flow_attrs(req.host))) {
+        if let Ok(v) =
+            HeaderValue::from_str(&set_cookie(&name, &sealed, &self.flow_attrs(req.host)))
+        {
             reply.headers.push((header::SET_COOKIE, v));
         }
         reply
@@ -132,11 +136,12 @@ impl Gate {
     pub(crate) async fn callback(&self, req: &RequestView<'_>) -> Reply {
         let state = query_param(req, "state").unwrap_or_default();
         let jar = CookieJar::from_headers(req.headers);
-        let flow_cookie = (!state.is_empty()).then(|| flow_cookie_name(&self.cfg.cookie.name, &state));
+        let flow_cookie =
+            (!state.is_empty()).then(|| flow_cookie_name(&self.cfg.cookie.name, &state));
         let clear_flow = || {
-            flow_cookie
-                .as_deref()
-                .and_then(|n| HeaderValue::from_str(&clear_cookie(n, &self.flow_attrs(req.host))).ok())
+            flow_cookie.as_deref().and_then(|n| {
+                HeaderValue::from_str(&clear_cookie(n, &self.flow_attrs(req.host))).ok()
+            })
         };
         let fail = |mut reply: Reply| {
             append_cookies(&mut reply, clear_flow().into_iter().collect());
@@ -147,7 +152,9 @@ impl Gate {
             return fail(pages::login_failed(StatusCode::FORBIDDEN, &msg));
         }
         let (Some(name), Some(code)) = (flow_cookie.as_deref(), query_param(req, "code")) else {
-            return fail(pages::bad_request("The sign-in callback lacks its code or state."));
+            return fail(pages::bad_request(
+                "The sign-in callback lacks its code or state.",
+            ));
         };
         let flow = jar
             .get(name)
@@ -169,7 +176,12 @@ impl Gate {
         }
         let login = match self
             .provider
-            .redeem(&code, &flow.redirect_uri, flow.verifier.as_deref(), &flow.nonce)
+            .redeem(
+                &code,
+                &flow.redirect_uri,
+                flow.verifier.as_deref(),
+                &flow.nonce,
+            )
             .await
         {
             Ok(l) => l,
@@ -214,7 +226,10 @@ impl Gate {
         self.metrics.session(SessionEvent::Created);
         let target = redirect::validate(&flow.target, req.host, &self.cfg.redirect.allowed_domains);
         let mut reply = pages::redirect(&target, Outcome::Unauthenticated);
-        append_cookies(&mut reply, clear_flow().into_iter().chain(cookies).collect());
+        append_cookies(
+            &mut reply,
+            clear_flow().into_iter().chain(cookies).collect(),
+        );
         reply
     }
 }

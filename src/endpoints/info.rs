@@ -79,7 +79,9 @@ impl Gate {
         };
         let target = match self.provider.verify_logout_token(&token).await {
             Ok(t) => t,
-            Err(e) if e.is_unavailable() => return err(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
+            Err(e) if e.is_unavailable() => {
+                return err(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+            }
             Err(e) => {
                 tracing::info!(error = %e, "back-channel logout token refused");
                 return err(StatusCode::BAD_REQUEST, "invalid_request");

@@ -28,7 +28,9 @@ pub fn redirect(location: &str, outcome: Outcome) -> Reply {
     match HeaderValue::from_str(location) {
         Ok(v) => r.headers.push((header::LOCATION, v)),
         // Validated targets are always valid header values; be safe anyway.
-        Err(_) => r.headers.push((header::LOCATION, HeaderValue::from_static("/"))),
+        Err(_) => r
+            .headers
+            .push((header::LOCATION, HeaderValue::from_static("/"))),
     }
     r
 }
@@ -89,7 +91,12 @@ pub fn store_unavailable() -> Reply {
 }
 
 pub fn bad_request(message: &str) -> Reply {
-    page(StatusCode::BAD_REQUEST, Outcome::Unauthenticated, "Bad Request", message)
+    page(
+        StatusCode::BAD_REQUEST,
+        Outcome::Unauthenticated,
+        "Bad Request",
+        message,
+    )
 }
 
 pub fn login_failed(status: StatusCode, message: &str) -> Reply {
@@ -115,7 +122,10 @@ pub fn text(status: StatusCode, outcome: Outcome, body: &'static str) -> Reply {
 
 pub fn json(status: StatusCode, outcome: Outcome, body: Vec<u8>) -> Reply {
     let mut r = Reply::new(status, outcome);
-    r.headers.push((header::CONTENT_TYPE, HeaderValue::from_static("application/json")));
+    r.headers.push((
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    ));
     r.body = Bytes::from(body);
     r
 }

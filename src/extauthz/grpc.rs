@@ -44,9 +44,15 @@ impl ExtAuthzGrpc {
     /// The decision for one CheckRequest, as a CheckResponse.
     pub async fn check_request(&self, req: &CheckRequest) -> (Outcome, CheckResponse) {
         let attrs = req.attributes.as_ref();
-        let Some(http) = attrs.and_then(|a| a.request.as_ref()).and_then(|r| r.http.as_ref()) else {
+        let Some(http) = attrs
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref())
+        else {
             // Istio's TCP filter sends no HTTP attributes: nothing to decide on.
-            return (Outcome::Forbidden, deny_plain(PERMISSION_DENIED, 403, "no HTTP request attributes"));
+            return (
+                Outcome::Forbidden,
+                deny_plain(PERMISSION_DENIED, 403, "no HTTP request attributes"),
+            );
         };
         let headers = header_map(http);
         let host = if http.host.is_empty() {
@@ -61,7 +67,10 @@ impl ExtAuthzGrpc {
         let scheme = match http.scheme.as_str() {
             "https" => "https",
             "http" => "http",
-            _ => match headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) {
+            _ => match headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+            {
                 Some(p) if p.eq_ignore_ascii_case("https") => "https",
                 _ => "http",
             },
@@ -71,10 +80,16 @@ impl ExtAuthzGrpc {
             .and_then(|p| p.address.as_ref())
             .and_then(|a| a.address.as_ref())
             .and_then(|a| match a {
-                envoy_types::ext_authz::v3::pb::Address::SocketAddress(s) => s.address.parse::<IpAddr>().ok(),
+                envoy_types::ext_authz::v3::pb::Address::SocketAddress(s) => {
+                    s.address.parse::<IpAddr>().ok()
+                }
                 _ => None,
             });
-        let path = if http.path.is_empty() { "/" } else { http.path.as_str() };
+        let path = if http.path.is_empty() {
+            "/"
+        } else {
+            http.path.as_str()
+        };
         let view = RequestView {
             listener: Listener::ExtAuthzGrpc,
             method: &http.method,
@@ -95,7 +110,9 @@ impl ExtAuthzGrpc {
     }
 
     fn allow(&self, grant: Option<&Grant>) -> CheckResponse {
-        let set = grant.map(|g| self.gate.headers.values(g)).unwrap_or_default();
+        let set = grant
+            .map(|g| self.gate.headers.values(g))
+            .unwrap_or_default();
         let headers_to_remove = self
             .gate
             .headers
@@ -112,7 +129,13 @@ impl ExtAuthzGrpc {
             .map(|g| {
                 g.set_cookies
                     .iter()
-                    .map(|c| option(&http::header::SET_COOKIE, c, HeaderAppendAction::AppendIfExistsOrAdd))
+                    .map(|c| {
+                        option(
+                            &http::header::SET_COOKIE,
+                            c,
+                            HeaderAppendAction::AppendIfExistsOrAdd,
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -200,10 +223,15 @@ fn deny_plain(code: i32, http_status: u16, message: &str) -> CheckResponse {
 
 /// Headers from `headers`, else from `header_map` (Envoy fills one or the
 /// other). Pseudo-headers and invalid names are skipped.
-fn header_map(http: &envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest) -> HeaderMap {
+fn header_map(
+    http: &envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest,
+) -> HeaderMap {
     let mut map = HeaderMap::new();
     let mut add = |k: &str, v: &[u8]| {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_bytes(v)) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_bytes(v),
+        ) {
             map.append(n, v);
         }
     };
@@ -213,7 +241,11 @@ fn header_map(http: &envoy_types::pb::envoy::service::auth::v3::attribute_contex
         }
     } else if let Some(hm) = &http.header_map {
         for h in &hm.headers {
-            let v = if h.raw_value.is_empty() { h.value.as_bytes() } else { &h.raw_value };
+            let v = if h.raw_value.is_empty() {
+                h.value.as_bytes()
+            } else {
+                &h.raw_value
+            };
             add(&h.key, v);
         }
     }
@@ -222,7 +254,10 @@ fn header_map(http: &envoy_types::pb::envoy::service::auth::v3::attribute_contex
 
 #[tonic::async_trait]
 impl Authorization for ExtAuthzGrpc {
-    async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
         let started = Instant::now();
         let (outcome, resp) = self.check_request(request.get_ref()).await;
         self.gate
@@ -270,10 +305,15 @@ impl BackgroundService for GrpcService {
             .await;
         let result = tonic::transport::Server::builder()
             .add_service(health_service)
-            .add_service(AuthorizationServer::new(ExtAuthzGrpc::new(self.gate.clone())))
-            .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), async move {
-                let _ = shutdown.changed().await;
-            })
+            .add_service(AuthorizationServer::new(ExtAuthzGrpc::new(
+                self.gate.clone(),
+            )))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                async move {
+                    let _ = shutdown.changed().await;
+                },
+            )
             .await;
         if let Err(e) = result {
             tracing::error!(error = %e, "ext_authz gRPC server stopped");

@@ -32,7 +32,9 @@ impl ExtAuthzHttp {
     fn allow(&self, grant: Option<&Grant>) -> Response<Vec<u8>> {
         let mut resp = Response::new(Vec::new());
         *resp.status_mut() = StatusCode::OK;
-        let set = grant.map(|g| self.gate.headers.values(g)).unwrap_or_default();
+        let set = grant
+            .map(|g| self.gate.headers.values(g))
+            .unwrap_or_default();
         let all = self.gate.headers.all_names();
         let unset = all
             .iter()
@@ -81,7 +83,10 @@ impl ExtAuthzHttp {
             );
             return (r.outcome, to_response(r));
         }
-        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
         let (scheme, host) = scheme_and_host(req, client, &self.gate, false, true);
         let full = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let prefix = self.gate.cfg.server.ext_authz_path_prefix.as_str();
@@ -89,7 +94,9 @@ impl ExtAuthzHttp {
             Some(rest) if !prefix.is_empty() && rest.starts_with('/') => rest,
             Some(rest) if !prefix.is_empty() && (rest.is_empty() || rest.starts_with('?')) => {
                 // `/prefix?x` checks `/`.
-                return self.decide_owned(format!("/{rest}"), req, scheme, host, client).await;
+                return self
+                    .decide_owned(format!("/{rest}"), req, scheme, host, client)
+                    .await;
             }
             _ => full,
         };

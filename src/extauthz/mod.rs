@@ -1,5 +1,5 @@
 //! Envoy ext_authz front ends: HTTP (`envoyExtAuthzHttp`) and gRPC
 //! (`envoyExtAuthzGrpc`), each a thin adapter over `Gate::decide`.
 
-pub mod http;
 pub mod grpc;
+pub mod http;

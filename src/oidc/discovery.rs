@@ -45,7 +45,9 @@ pub fn well_known(issuer: &Url) -> Url {
 }
 
 pub async fn discover(issuer: &Url, http: &IdpHttp) -> Result<Metadata, OidcError> {
-    let body = http.get_json(&well_known(issuer), IdpEndpoint::Discovery).await?;
+    let body = http
+        .get_json(&well_known(issuer), IdpEndpoint::Discovery)
+        .await?;
     let doc: Document = serde_json::from_value(body)
         .map_err(|e| OidcError::Invalid(format!("discovery document: {e}")))?;
     // OIDC Discovery 4.3: the document must name the issuer we asked about,

@@ -51,8 +51,17 @@ impl IdpHttp {
         Ok(IdpHttp { client, metrics })
     }
 
-    pub async fn get_json(&self, url: &Url, endpoint: IdpEndpoint) -> Result<serde_json::Value, OidcError> {
-        let res = self.client.get(url.clone()).header("accept", "application/json").send().await;
+    pub async fn get_json(
+        &self,
+        url: &Url,
+        endpoint: IdpEndpoint,
+    ) -> Result<serde_json::Value, OidcError> {
+        let res = self
+            .client
+            .get(url.clone())
+            .header("accept", "application/json")
+            .send()
+            .await;
         self.finish(res, endpoint).await
     }
 
@@ -83,24 +92,28 @@ impl IdpHttp {
         form: &[(&str, &str)],
         endpoint: IdpEndpoint,
     ) -> Result<T, OidcError> {
-        let mut req = self.client.post(url.clone()).header("accept", "application/json");
+        let mut req = self
+            .client
+            .post(url.clone())
+            .header("accept", "application/json");
         let body = {
             let mut body = form_urlencoded::Serializer::new(String::new());
             body.extend_pairs(form.iter().copied());
             match auth {
-            ClientAuth::Basic => {
-                // RFC 6749 2.3.1: form-encode before Basic.
-                let id: String = form_urlencoded::byte_serialize(client_id.as_bytes()).collect();
-                let secret: String =
-                    form_urlencoded::byte_serialize(client_secret.as_bytes()).collect();
-                req = req.basic_auth(id, Some(secret));
-                body.finish()
-            }
-            ClientAuth::Post => {
-                body.append_pair("client_id", client_id);
-                body.append_pair("client_secret", client_secret);
-                body.finish()
-            }
+                ClientAuth::Basic => {
+                    // RFC 6749 2.3.1: form-encode before Basic.
+                    let id: String =
+                        form_urlencoded::byte_serialize(client_id.as_bytes()).collect();
+                    let secret: String =
+                        form_urlencoded::byte_serialize(client_secret.as_bytes()).collect();
+                    req = req.basic_auth(id, Some(secret));
+                    body.finish()
+                }
+                ClientAuth::Post => {
+                    body.append_pair("client_id", client_id);
+                    body.append_pair("client_secret", client_secret);
+                    body.finish()
+                }
             }
         };
         let res = req
@@ -109,9 +122,8 @@ impl IdpHttp {
             .send()
             .await;
         let value = self.finish(res, endpoint).await?;
-        serde_json::from_value(value).map_err(|e| {
-            OidcError::Invalid(format!("token response: {e}"))
-        })
+        serde_json::from_value(value)
+            .map_err(|e| OidcError::Invalid(format!("token response: {e}")))
     }
 
     async fn finish(

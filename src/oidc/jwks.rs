@@ -66,7 +66,12 @@ impl Jwks {
 
     /// The key for a token header. An unknown `kid` triggers one
     /// rate-limited refetch before giving up.
-    pub async fn key(&self, kid: Option<&str>, alg: Algorithm, http: &IdpHttp) -> Result<Arc<Key>, OidcError> {
+    pub async fn key(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+        http: &IdpHttp,
+    ) -> Result<Arc<Key>, OidcError> {
         if let Some(k) = self.lookup(kid, alg) {
             return Ok(k);
         }
@@ -150,12 +155,14 @@ pub fn signing_algorithm(jwk: &Jwk) -> Option<Algorithm> {
     });
     match &jwk.algorithm {
         AlgorithmParameters::RSA(_) => match declared {
-            Some(a @ (Algorithm::RS256
-            | Algorithm::RS384
-            | Algorithm::RS512
-            | Algorithm::PS256
-            | Algorithm::PS384
-            | Algorithm::PS512)) => Some(a),
+            Some(
+                a @ (Algorithm::RS256
+                | Algorithm::RS384
+                | Algorithm::RS512
+                | Algorithm::PS256
+                | Algorithm::PS384
+                | Algorithm::PS512),
+            ) => Some(a),
             None if jwk.common.key_algorithm.is_none() => Some(Algorithm::RS256),
             _ => None,
         },

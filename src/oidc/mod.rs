@@ -75,7 +75,9 @@ pub struct Issuer {
 impl Issuer {
     fn new(issuer_url: Url, audiences: Vec<String>, fixed: Option<Metadata>) -> Self {
         let discover = fixed.is_none();
-        let jwks = fixed.as_ref().map(|m| Arc::new(Jwks::new(m.jwks_uri.clone())));
+        let jwks = fixed
+            .as_ref()
+            .map(|m| Arc::new(Jwks::new(m.jwks_uri.clone())));
         Issuer {
             issuer_url,
             audiences,
@@ -97,7 +99,8 @@ impl Issuer {
     async fn initialise(&self, http: &IdpHttp) -> Result<(), OidcError> {
         if self.metadata.load().is_none() && self.discover {
             let md = discovery::discover(&self.issuer_url, http).await?;
-            self.jwks.store(Some(Arc::new(Jwks::new(md.jwks_uri.clone()))));
+            self.jwks
+                .store(Some(Arc::new(Jwks::new(md.jwks_uri.clone()))));
             self.metadata.store(Some(Arc::new(md)));
         }
         let jwks = self.jwks.load_full().ok_or(OidcError::NotReady)?;
@@ -150,7 +153,11 @@ pub struct Provider {
 }
 
 impl Provider {
-    pub fn new(cfg: &config::Provider, extra: &[config::ExtraIssuer], metrics: Metrics) -> Result<Self, OidcError> {
+    pub fn new(
+        cfg: &config::Provider,
+        extra: &[config::ExtraIssuer],
+        metrics: Metrics,
+    ) -> Result<Self, OidcError> {
         let http = IdpHttp::new(cfg.ca_file.as_deref(), metrics.clone())?;
         let fixed = cfg.endpoints.as_ref().map(|e| Metadata {
             issuer: cfg.issuer_url.as_str().trim_end_matches('/').to_owned(),
@@ -267,7 +274,10 @@ impl Provider {
 
     fn client_auth(&self, md: &Metadata) -> ClientAuth {
         let supports = |m: &str| md.token_auth.iter().any(|a| a == m);
-        if !md.token_auth.is_empty() && !supports("client_secret_basic") && supports("client_secret_post") {
+        if !md.token_auth.is_empty()
+            && !supports("client_secret_basic")
+            && supports("client_secret_post")
+        {
             ClientAuth::Post
         } else {
             ClientAuth::Basic
@@ -314,7 +324,10 @@ impl Provider {
     /// Redeems a refresh token. `invalid_grant` means the session is over.
     pub async fn refresh(&self, refresh_token: &str) -> Result<Login, OidcError> {
         let md = self.metadata().ok_or(OidcError::NotReady)?;
-        let form = [("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ];
         let mut res: TokenResponse = self.observe(
             self.http
                 .token(
@@ -351,7 +364,9 @@ impl Provider {
         md: &Metadata,
     ) -> Result<Login, OidcError> {
         if claims::incomplete(&claims, &self.cfg.claims) {
-            if let (Some(at), Some(_)) = (res.access_token.as_deref(), md.userinfo_endpoint.as_ref()) {
+            if let (Some(at), Some(_)) =
+                (res.access_token.as_deref(), md.userinfo_endpoint.as_ref())
+            {
                 let extra = self.userinfo(md, at).await?;
                 // OIDC Core 5.3.2: userinfo `sub` must match the ID token's.
                 if extra.get("sub") == claims.get("sub") {
@@ -380,7 +395,11 @@ impl Provider {
         })
     }
 
-    async fn userinfo(&self, md: &Metadata, access_token: &str) -> Result<Map<String, Value>, OidcError> {
+    async fn userinfo(
+        &self,
+        md: &Metadata,
+        access_token: &str,
+    ) -> Result<Map<String, Value>, OidcError> {
         let url = md
             .userinfo_endpoint
             .as_ref()
@@ -396,8 +415,13 @@ impl Provider {
         }
     }
 
-    async fn verify_id_token(&self, token: &str, nonce: Option<&str>) -> Result<Map<String, Value>, OidcError> {
-        let claims = verify::verify(&self.primary, &self.http, token, verify::Kind::IdToken).await?;
+    async fn verify_id_token(
+        &self,
+        token: &str,
+        nonce: Option<&str>,
+    ) -> Result<Map<String, Value>, OidcError> {
+        let claims =
+            verify::verify(&self.primary, &self.http, token, verify::Kind::IdToken).await?;
         if let Some(expected) = nonce {
             let got = claims.get("nonce").and_then(Value::as_str);
             if got.is_none_or(|g| !verify::constant_time_eq(g, expected)) {
@@ -446,7 +470,9 @@ impl Provider {
             sub: claims.get("sub").and_then(Value::as_str).map(str::to_owned),
         };
         if target.sid.is_none() && target.sub.is_none() {
-            return Err(OidcError::Token("logout token names neither sid nor sub".into()));
+            return Err(OidcError::Token(
+                "logout token names neither sid nor sub".into(),
+            ));
         }
         Ok(target)
     }

@@ -20,12 +20,22 @@ pub enum Kind {
 }
 
 /// Signature with the key's own algorithm, then `iss`, `aud`, `exp`, `nbf`.
-pub async fn verify(issuer: &Issuer, http: &IdpHttp, token: &str, kind: Kind) -> Result<Map<String, Value>, OidcError> {
+pub async fn verify(
+    issuer: &Issuer,
+    http: &IdpHttp,
+    token: &str,
+    kind: Kind,
+) -> Result<Map<String, Value>, OidcError> {
     // `decode_header` refuses `alg: none` (not an Algorithm variant).
     let header = jsonwebtoken::decode_header(token)
         .map_err(|_| OidcError::Token("malformed token".into()))?;
-    if matches!(header.alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
-        return Err(OidcError::Token("symmetric algorithms are never accepted".into()));
+    if matches!(
+        header.alg,
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+    ) {
+        return Err(OidcError::Token(
+            "symmetric algorithms are never accepted".into(),
+        ));
     }
     let jwks = issuer.jwks.load_full().ok_or(OidcError::NotReady)?;
     let key = jwks.key(header.kid.as_deref(), header.alg, http).await?;
@@ -68,7 +78,9 @@ pub fn check_azp(claims: &Map<String, Value>, client_id: &str) -> Result<(), Oid
         .is_some_and(|a| a.len() > 1);
     match claims.get("azp").and_then(Value::as_str) {
         Some(azp) if azp != client_id => Err(OidcError::Token("azp is another client".into())),
-        None if several => Err(OidcError::Token("azp missing with several audiences".into())),
+        None if several => Err(OidcError::Token(
+            "azp missing with several audiences".into(),
+        )),
         _ => Ok(()),
     }
 }
@@ -113,6 +125,9 @@ mod tests {
         assert!(peek_issuer("garbage").is_err());
         assert!(peek_issuer("a.!!!.c").is_err());
         // {"iss":"https://i"}
-        assert_eq!(peek_issuer("x.eyJpc3MiOiJodHRwczovL2kifQ.y").unwrap(), "https://i");
+        assert_eq!(
+            peek_issuer("x.eyJpc3MiOiJodHRwczovL2kifQ.y").unwrap(),
+            "https://i"
+        );
     }
 }

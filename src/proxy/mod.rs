@@ -69,7 +69,9 @@ pub(crate) async fn write_reply(session: &mut Session, reply: Reply) -> Result<(
     }
     resp.insert_header(http::header::CONTENT_LENGTH, reply.body.len())?;
     let head_only = session.req_header().method == http::Method::HEAD;
-    session.write_response_header(Box::new(resp), head_only || reply.body.is_empty()).await?;
+    session
+        .write_response_header(Box::new(resp), head_only || reply.body.is_empty())
+        .await?;
     if !head_only && !reply.body.is_empty() {
         session.write_response_body(Some(reply.body), true).await?;
     }
@@ -97,7 +99,13 @@ pub(crate) fn scheme_and_host<'a>(
     trust_all: bool,
 ) -> (&'static str, &'a str) {
     let trusted = trust_all
-        || client.is_some_and(|ip| gate.cfg.server.trusted_proxies.iter().any(|n| n.contains(&ip)));
+        || client.is_some_and(|ip| {
+            gate.cfg
+                .server
+                .trusted_proxies
+                .iter()
+                .any(|n| n.contains(&ip))
+        });
     let header = |name: &str| {
         req.headers
             .get(name)
@@ -163,11 +171,21 @@ impl ProxyHttp for AuthProxy {
             return self.answer(session, reply, ctx).await;
         }
         ctx.client_ip = client_ip(session);
-        let (scheme, host) = scheme_and_host(session.req_header(), ctx.client_ip, &self.gate, self.tls, false);
+        let (scheme, host) = scheme_and_host(
+            session.req_header(),
+            ctx.client_ip,
+            &self.gate,
+            self.tls,
+            false,
+        );
         ctx.scheme = scheme;
         ctx.host = host.to_owned();
         let req = session.req_header();
-        let uri = req.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
+        let uri = req
+            .uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned();
         let norm = path::normalize(&uri).into_owned();
         let method = req.method.as_str().to_owned();
         let view = RequestView {
@@ -185,7 +203,11 @@ impl ProxyHttp for AuthProxy {
                 if self.gate.is_ready() {
                     pages::text(StatusCode::OK, Outcome::Skipped, "OK")
                 } else {
-                    pages::text(StatusCode::SERVICE_UNAVAILABLE, Outcome::Skipped, "not ready")
+                    pages::text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Outcome::Skipped,
+                        "not ready",
+                    )
                 }
             }
             "/oauth2/auth" => self.gate.auth_check(&view).await,
@@ -203,7 +225,11 @@ impl ProxyHttp for AuthProxy {
                 let upstream = self.upstreams.select(req.uri.path());
                 match (decision, upstream) {
                     (Decision::Reply(reply), _) => reply,
-                    (_, None) => pages::text(StatusCode::NOT_FOUND, Outcome::Error, "No upstream serves this path.\n"),
+                    (_, None) => pages::text(
+                        StatusCode::NOT_FOUND,
+                        Outcome::Error,
+                        "No upstream serves this path.\n",
+                    ),
                     (Decision::Skip, Some(i)) => {
                         ctx.outcome = Outcome::Skipped;
                         ctx.upstream = i;
@@ -251,8 +277,20 @@ impl ProxyHttp for AuthProxy {
             }
         }
         if let Some(ip) = ctx.client_ip {
-            let xff = match upstream.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-                Some(prev) if self.gate.cfg.server.trusted_proxies.iter().any(|n| n.contains(&ip)) => {
+            let xff = match upstream
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prev)
+                    if self
+                        .gate
+                        .cfg
+                        .server
+                        .trusted_proxies
+                        .iter()
+                        .any(|n| n.contains(&ip)) =>
+                {
                     format!("{prev}, {ip}")
                 }
                 _ => ip.to_string(),
@@ -270,7 +308,12 @@ impl ProxyHttp for AuthProxy {
     }
 
     /// A refreshed session's cookies ride on the upstream's response.
-    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         if let Some(grant) = &ctx.grant {
             for c in &grant.set_cookies {
                 resp.append_header(http::header::SET_COOKIE, c.clone())?;
@@ -298,7 +341,11 @@ impl ProxyHttp for AuthProxy {
         ctx.outcome = Outcome::Error;
         if code > 0 && session.response_written().is_none() {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
-            let reply = pages::text(status, Outcome::Error, "Bad gateway: the upstream could not be reached.\n");
+            let reply = pages::text(
+                status,
+                Outcome::Error,
+                "Bad gateway: the upstream could not be reached.\n",
+            );
             let reply = if status == StatusCode::BAD_GATEWAY {
                 reply
             } else {

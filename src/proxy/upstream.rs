@@ -20,7 +20,7 @@ pub struct Upstreams {
 impl Upstreams {
     pub fn new(list: &[Upstream]) -> Self {
         let mut routes = list.to_vec();
-        routes.sort_by(|a, b| b.path.len().cmp(&a.path.len()));
+        routes.sort_by_key(|u| std::cmp::Reverse(u.path.len()));
         Upstreams { routes }
     }
 

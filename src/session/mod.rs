@@ -42,7 +42,9 @@ impl Session {
 
     pub fn needs_refresh(&self, now: u64, every: Option<std::time::Duration>) -> bool {
         match every {
-            Some(d) => self.refresh_token.is_some() && now >= self.refreshed_at.saturating_add(d.as_secs()),
+            Some(d) => {
+                self.refresh_token.is_some() && now >= self.refreshed_at.saturating_add(d.as_secs())
+            }
             None => false,
         }
     }

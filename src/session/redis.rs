@@ -88,7 +88,11 @@ impl RedisStore {
     /// A command failed for connection reasons: drop the connection so the
     /// prober reconnects, and report unavailability.
     fn fail(&self, e: redis::RedisError) -> RedisError {
-        if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal() {
+        if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_timeout()
+            || e.is_connection_refusal()
+        {
             self.set(None);
         }
         RedisError::Command(e.category().to_owned())
@@ -112,10 +116,14 @@ impl RedisStore {
             .set_connection_timeout(CONNECT_TIMEOUT)
             .set_response_timeout(RESPONSE_TIMEOUT);
         match &self.topology {
-            Topology::Single(c) => Ok(Conn::Single(c.get_multiplexed_async_connection_with_config(&cfg).await?)),
+            Topology::Single(c) => Ok(Conn::Single(
+                c.get_multiplexed_async_connection_with_config(&cfg).await?,
+            )),
             Topology::Sentinel(s) => {
                 let mut s = s.lock().await;
-                Ok(Conn::Single(s.get_async_connection_with_config(&cfg).await?))
+                Ok(Conn::Single(
+                    s.get_async_connection_with_config(&cfg).await?,
+                ))
             }
             Topology::Cluster(c) => Ok(Conn::Cluster(c.get_async_connection().await?)),
         }
@@ -130,7 +138,9 @@ impl RedisStore {
             };
             if !healthy {
                 match tokio::time::timeout(CONNECT_TIMEOUT * 2, self.connect()).await {
-                    Ok(Ok(c)) if c.cmd::<String>(&redis::cmd("PING")).await.is_ok() => self.set(Some(c)),
+                    Ok(Ok(c)) if c.cmd::<String>(&redis::cmd("PING")).await.is_ok() => {
+                        self.set(Some(c))
+                    }
                     Ok(Err(e)) => {
                         tracing::debug!(error = %e.category(), "redis connect failed");
                         self.set(None);
@@ -151,7 +161,14 @@ impl RedisStore {
 
     /// Writes the session and its `sid`/`sub` index entries in one
     /// transaction, so a failure leaves nothing half-written.
-    pub async fn put(&self, id: &[u8; 16], sealed: &str, ttl_secs: u64, sid: Option<&str>, sub: &str) -> Result<(), RedisError> {
+    pub async fn put(
+        &self,
+        id: &[u8; 16],
+        sealed: &str,
+        ttl_secs: u64,
+        sid: Option<&str>,
+        sub: &str,
+    ) -> Result<(), RedisError> {
         let conn = self.conn()?;
         let key = session_key(id);
         let member = hex(id);
@@ -159,10 +176,18 @@ impl RedisStore {
         if matches!(*conn, Conn::Single(_)) {
             pipe.atomic();
         }
-        pipe.cmd("SET").arg(&key).arg(sealed).arg("EX").arg(ttl_secs).ignore();
-        for index in [sid.map(|s| index_key("sid", s)), (!sub.is_empty()).then(|| index_key("sub", sub))]
-            .into_iter()
-            .flatten()
+        pipe.cmd("SET")
+            .arg(&key)
+            .arg(sealed)
+            .arg("EX")
+            .arg(ttl_secs)
+            .ignore();
+        for index in [
+            sid.map(|s| index_key("sid", s)),
+            (!sub.is_empty()).then(|| index_key("sub", sub)),
+        ]
+        .into_iter()
+        .flatten()
         {
             pipe.cmd("SADD").arg(&index).arg(&member).ignore();
             // The index outlives none of its sessions by much: refreshed on every write.
@@ -184,9 +209,12 @@ impl RedisStore {
     pub async fn revoke(&self, sid: Option<&str>, sub: Option<&str>) -> Result<usize, RedisError> {
         let conn = self.conn()?;
         let mut removed = 0;
-        for index in [sid.map(|s| index_key("sid", s)), sub.map(|s| index_key("sub", s))]
-            .into_iter()
-            .flatten()
+        for index in [
+            sid.map(|s| index_key("sid", s)),
+            sub.map(|s| index_key("sub", s)),
+        ]
+        .into_iter()
+        .flatten()
         {
             let members: Vec<String> = conn
                 .cmd(redis::cmd("SMEMBERS").arg(&index))
@@ -209,10 +237,12 @@ impl RedisStore {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 fn session_key(id: &[u8; 16]) -> String {
@@ -222,7 +252,10 @@ fn session_key(id: &[u8; 16]) -> String {
 fn index_key(kind: &str, value: &str) -> String {
     // Hash the value: `sub`/`sid` are IdP-controlled strings of any length.
     use sha2::Digest;
-    format!("{PREFIX}{kind}:{}", hex(&sha2::Sha256::digest(value.as_bytes())))
+    format!(
+        "{PREFIX}{kind}:{}",
+        hex(&sha2::Sha256::digest(value.as_bytes()))
+    )
 }
 
 /// Splits `scheme://[auth@]h1:p1,h2:p2[/path]` into its parts.
@@ -252,7 +285,11 @@ fn parse_topology(url: &str) -> Result<Topology, RedisError> {
             .map_err(|e| RedisError::Url(e.to_string())),
         "redis+cluster" | "rediss+cluster" => {
             let (_, auth, hosts, _) = split_multi(url).ok_or_else(|| bad("no cluster nodes"))?;
-            let node_scheme = if scheme.starts_with("rediss") { "rediss" } else { "redis" };
+            let node_scheme = if scheme.starts_with("rediss") {
+                "rediss"
+            } else {
+                "redis"
+            };
             let nodes: Vec<String> = hosts
                 .iter()
                 .map(|h| match auth {
@@ -268,7 +305,8 @@ fn parse_topology(url: &str) -> Result<Topology, RedisError> {
                 .map_err(|e| RedisError::Url(e.to_string()))
         }
         "redis+sentinel" | "rediss+sentinel" => {
-            let (_, auth, hosts, path) = split_multi(url).ok_or_else(|| bad("no sentinel nodes"))?;
+            let (_, auth, hosts, path) =
+                split_multi(url).ok_or_else(|| bad("no sentinel nodes"))?;
             let mut parts = path.trim_start_matches('/').split('/');
             let master = parts
                 .next()
@@ -285,7 +323,9 @@ fn parse_topology(url: &str) -> Result<Topology, RedisError> {
             };
             let node_info = redis::IntoConnectionInfo::into_connection_info(node_url.as_str())
                 .map_err(|e| RedisError::Url(e.to_string()))?;
-            let tls = scheme.starts_with("rediss").then_some(redis::TlsMode::Secure);
+            let tls = scheme
+                .starts_with("rediss")
+                .then_some(redis::TlsMode::Secure);
             let info = redis::sentinel::SentinelNodeConnectionInfo {
                 tls_mode: tls,
                 redis_connection_info: Some(node_info.redis),
@@ -299,7 +339,9 @@ fn parse_topology(url: &str) -> Result<Topology, RedisError> {
             .map(|c| Topology::Sentinel(tokio::sync::Mutex::new(c)))
             .map_err(|e| RedisError::Url(e.to_string()))
         }
-        _ => Err(bad("scheme must be redis, rediss, redis+sentinel or redis+cluster")),
+        _ => Err(bad(
+            "scheme must be redis, rediss, redis+sentinel or redis+cluster",
+        )),
     }
 }
 
@@ -309,8 +351,14 @@ mod tests {
 
     #[test]
     fn url_forms_parse_into_topologies() {
-        assert!(matches!(parse_topology("redis://127.0.0.1:6379/0"), Ok(Topology::Single(_))));
-        assert!(matches!(parse_topology("rediss://u:p@r.example.com:6380/1"), Ok(Topology::Single(_))));
+        assert!(matches!(
+            parse_topology("redis://127.0.0.1:6379/0"),
+            Ok(Topology::Single(_))
+        ));
+        assert!(matches!(
+            parse_topology("rediss://u:p@r.example.com:6380/1"),
+            Ok(Topology::Single(_))
+        ));
         assert!(matches!(
             parse_topology("redis+cluster://u:p@10.0.0.1:7000,10.0.0.2:7000"),
             Ok(Topology::Cluster(_))

@@ -32,7 +32,10 @@ pub struct Ticket {
 
 impl Ticket {
     fn random() -> Self {
-        let mut t = Ticket { id: [0; 16], key: [0; 32] };
+        let mut t = Ticket {
+            id: [0; 16],
+            key: [0; 32],
+        };
         rand::rngs::OsRng.fill_bytes(&mut t.id);
         rand::rngs::OsRng.fill_bytes(&mut t.key);
         t
@@ -49,7 +52,10 @@ impl Ticket {
         if bytes.len() != 48 {
             return None;
         }
-        let mut t = Ticket { id: [0; 16], key: [0; 32] };
+        let mut t = Ticket {
+            id: [0; 16],
+            key: [0; 32],
+        };
         t.id.copy_from_slice(&bytes[..16]);
         t.key.copy_from_slice(&bytes[16..]);
         Some(t)
@@ -64,7 +70,11 @@ pub struct SessionStore {
 }
 
 impl SessionStore {
-    pub fn new(cfg: &config::Config, codec: Arc<SessionCodec>, metrics: Metrics) -> Result<Self, RedisError> {
+    pub fn new(
+        cfg: &config::Config,
+        codec: Arc<SessionCodec>,
+        metrics: Metrics,
+    ) -> Result<Self, RedisError> {
         let redis = match &cfg.session {
             config::Session::Cookie => None,
             config::Session::Redis(r) => Some(RedisStore::new(r, metrics.clone())?),
@@ -83,7 +93,10 @@ impl SessionStore {
 
     /// The session the request carries. A missing, tampered, foreign,
     /// expired or undecodable cookie is `Ok(None)`: "no credentials".
-    pub async fn load(&self, jar: &CookieJar<'_>) -> Result<Option<(Session, Option<Ticket>)>, StoreError> {
+    pub async fn load(
+        &self,
+        jar: &CookieJar<'_>,
+    ) -> Result<Option<(Session, Option<Ticket>)>, StoreError> {
         let Some(raw) = chunks::read_session_cookie(&self.cookie.name, jar) else {
             return Ok(None);
         };
@@ -167,7 +180,12 @@ impl SessionStore {
     }
 
     /// Ends a session: its Redis entry (if any) and every cookie chunk.
-    pub async fn clear(&self, ticket: Option<&Ticket>, host: &str, jar: &CookieJar<'_>) -> Result<Vec<HeaderValue>, StoreError> {
+    pub async fn clear(
+        &self,
+        ticket: Option<&Ticket>,
+        host: &str,
+        jar: &CookieJar<'_>,
+    ) -> Result<Vec<HeaderValue>, StoreError> {
         if let (Some(redis), Some(t)) = (&self.redis, ticket) {
             redis.delete(&t.id).await?;
         }
