@@ -117,7 +117,15 @@ impl Gate {
                 // A failed refresh is retried soon, not hammered per request.
                 Some(Err(_)) => now.duration_since(*at) < REFRESH_RETRY,
             });
-            if let Some((_, f)) = inflight.get(&rt) {
+            // A finished refresh is reused only by sessions older than its
+            // result: with a refresh token the IdP does not rotate, the
+            // refreshed session itself becomes due again under the same key
+            // and must reach the IdP (which may have revoked it meanwhile).
+            let reusable = inflight.get(&rt).filter(|(_, f)| match f.peek() {
+                Some(Ok(done)) => done.refreshed_at > session.refreshed_at,
+                _ => true,
+            });
+            if let Some((_, f)) = reusable {
                 f.clone()
             } else {
                 let provider = self.provider.clone();

@@ -261,8 +261,10 @@ describe('bearer JWTs (issue 5)', () => {
   it('picks up a new signing key from the JWKS when a token names an unknown kid', async () => {
     const rotated = makeRsaKey('e2e-key-2');
     idp.addPublicJwk(rotated.publicJwk);
+    // authgate rate-limits JWKS refetches (10 s apart, so forged kids cannot
+    // flood the IdP) and fetched the set moments ago: allow two intervals.
     await waitFor(async () => (await api(signRs256(aliceClaims(), rotated.privateKey, rotated.kid))).status === 200,
-      { timeoutMs: 10000, intervalMs: 500, what: 'a token signed with the rotated key to be accepted' });
+      { timeoutMs: 25000, intervalMs: 500, what: 'a token signed with the rotated key to be accepted' });
   });
 
   it('answers 403 to bob\'s valid bearer token (not in allowed_groups)', async () => {

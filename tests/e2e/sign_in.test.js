@@ -7,7 +7,7 @@ const { startIdp } = require('./lib/idp');
 const { startNginx, parseEcho } = require('./lib/nginx');
 const { launchBrowser, newContext, submitLogin } = require('./lib/browser');
 const { request, CookieJar } = require('./lib/http');
-const { codeFlow } = require('./lib/idp_client');
+const { codeFlow, jwtPayload } = require('./lib/idp_client');
 const {
   skipReason, allocatePorts, baseConfig, startAuthgate,
 } = require('./lib/authgate');
@@ -207,6 +207,33 @@ describe('sign-in through the proxy listener (issue 3)', () => {
     page.on('request', (r) => { if (r.url().startsWith(`${idp.issuer}/auth`)) idpHits.push(r.url()); });
     await page.goto(`${ag.url}/after-sign-out`);
     assert.ok(idpHits.length >= 1, 'the navigation after sign-out went through the IdP');
+    await context.close();
+  });
+
+  it('signs out at the IdP too: end_session with id_token_hint, back to rd, and the IdP asks for a password again', async () => {
+    const context = await newContext(browser);
+    const page = await context.newPage();
+    assert.equal((await browserLogin(page, `${ag.url}/before-idp-logout`, 'alice', idp)).status(), 200);
+    const ended = idp.stats.endSessions;
+    const landed = await page.goto(`${ag.url}/oauth2/sign_out?rd=%2F`);
+    // The browser followed authgate's redirect to the IdP's logout confirmation.
+    const signOut = landed.request().redirectedFrom();
+    assert.ok(signOut && signOut.url() === `${ag.url}/oauth2/sign_out?rd=%2F`, `sign_out was not redirected: ${page.url()}`);
+    const loc = new URL((await signOut.response()).headers().location);
+    assert.equal(`${loc.origin}${loc.pathname}`, `${idp.issuer}/session/end`);
+    assert.equal(loc.searchParams.get('post_logout_redirect_uri'), `${ag.url}/`);
+    assert.equal(loc.searchParams.get('client_id'), 'authgate');
+    const hint = loc.searchParams.get('id_token_hint');
+    assert.ok(hint, 'id_token_hint is sent');
+    assert.equal(jwtPayload(hint).aud, 'authgate');
+    assert.equal(jwtPayload(hint).email, 'alice@example.com');
+    assert.deepEqual((await sessionCookies(context)).map((c) => c.name), [], 'sign_out clears the session cookie');
+    const seen = [];
+    page.on('request', (r) => seen.push(r.url()));
+    await Promise.all([page.waitForURL(`${idp.issuer}/interaction/**`), page.click('#logout-yes')]);
+    assert.equal(idp.stats.endSessions, ended + 1, 'the IdP ended its session');
+    assert.ok(seen.includes(`${ag.url}/`), `the IdP sent the browser back to rd: ${seen.join(' ')}`);
+    await page.waitForSelector('input[name=password]');
     await context.close();
   });
 
