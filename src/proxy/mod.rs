@@ -340,6 +340,9 @@ impl ProxyHttp for AuthProxy {
         }
         ctx.outcome = Outcome::Error;
         if code > 0 && session.response_written().is_none() {
+            // The connection is not reused (below): say so, or clients reuse
+            // it for their next request and get a reset.
+            session.set_keepalive(None);
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
             let reply = pages::text(
                 status,

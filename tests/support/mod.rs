@@ -1,0 +1,827 @@
+//! Shared harness for the outside-view integration tests: the real `authgate`
+//! binary in a child process, in front of HTTP/1 servers the test runs itself
+//! (an echo upstream and the embedded demo IdP), on ephemeral 127.0.0.1 ports.
+//!
+//! Every test builds its own processes and ports, so tests run in parallel and
+//! never share state. Nothing here sleeps-and-hopes: waits poll with deadlines.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::Write as _;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use authgate::demo::idp::{DemoClient, DemoIdp};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_authgate");
+/// Client credentials the in-process IdP registers for authgate.
+pub const CLIENT_ID: &str = "authgate";
+pub const CLIENT_SECRET: &str = "integration-client-secret";
+/// 32 raw bytes; only ever used by these tests.
+pub const COOKIE_SECRET: &str = "integration-test-cookie-secret!!";
+/// How long a freshly started process may take to answer `/ready` (debug build).
+pub const READY_DEADLINE: Duration = Duration::from_secs(60);
+/// A fixed RSA key: generating one in a debug build takes many seconds.
+const TEST_KEY_PEM: &str = include_str!("test_key.pem");
+
+/// A port nothing listens on right now (the OS picks it; released at once).
+pub fn free_port() -> u16 {
+    StdListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `probe` until it returns `Some`, panicking with `what` after `deadline`.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A tiny HTTP/1.1 server (keep-alive, Content-Length and chunked bodies,
+// optional upgrade), enough for an upstream and an IdP.
+// ---------------------------------------------------------------------------
+
+/// One request as the server received it; header names keep their wire case.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    /// Every value of a header, matching the name case-insensitively.
+    pub fn header_all(&self, name: &str) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.header_all(name).into_iter().next()
+    }
+
+    fn is_upgrade(&self) -> bool {
+        self.header("upgrade").is_some()
+            && self
+                .header_all("connection")
+                .iter()
+                .any(|v| v.to_ascii_lowercase().contains("upgrade"))
+    }
+}
+
+/// What a handler answers.
+pub enum Reply {
+    Full {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// `101 Switching Protocols`, then every byte received is echoed back.
+    UpgradeEcho,
+}
+
+type Handler = Arc<dyn Fn(Seen) -> Pin<Box<dyn Future<Output = Reply> + Send>> + Send + Sync>;
+
+/// A running test server; requests it received are in `seen`.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestServer {
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().clone()
+    }
+
+    async fn start_on(listener: TcpListener, handler: Handler) -> TestServer {
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let handler = handler.clone();
+                let seen = seen2.clone();
+                tokio::spawn(async move {
+                    let _ = serve_conn(stream, handler, seen).await;
+                });
+            }
+        });
+        TestServer { addr, seen, task }
+    }
+
+    /// The upstream: answers JSON `{upstream, method, target, headers}` with
+    /// what it received; a target containing `slow` is answered after 1.5 s;
+    /// an upgrade request gets 101 and a byte echo.
+    pub async fn echo(name: &str) -> TestServer {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let name = name.to_owned();
+        let handler: Handler = Arc::new(move |req: Seen| {
+            let name = name.clone();
+            Box::pin(async move {
+                if req.is_upgrade() {
+                    return Reply::UpgradeEcho;
+                }
+                if req.target.contains("slow") {
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                }
+                let body = json!({
+                    "upstream": name,
+                    "method": req.method,
+                    "target": req.target,
+                    "headers": req.headers,
+                });
+                Reply::Full {
+                    status: 200,
+                    headers: vec![("content-type".into(), "application/json".into())],
+                    body: serde_json::to_vec(&body).unwrap(),
+                }
+            })
+        });
+        Self::start_on(listener, handler).await
+    }
+
+    /// The embedded development IdP (`authgate::demo::idp::DemoIdp`) with
+    /// users alice/alice (admins, devs) and bob/bob (users), registering
+    /// [`CLIENT_ID`] for any loopback redirect URI.
+    pub async fn idp() -> TestServer {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let issuer = url::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let key = {
+            use rsa::pkcs8::DecodePrivateKey as _;
+            rsa::RsaPrivateKey::from_pkcs8_pem(TEST_KEY_PEM).unwrap()
+        };
+        let idp = Arc::new(
+            DemoIdp::new_with_key(
+                issuer,
+                vec![DemoClient {
+                    client_id: CLIENT_ID.into(),
+                    client_secret: CLIENT_SECRET.into(),
+                    redirect_uris: vec![],
+                }],
+                key,
+            )
+            .unwrap(),
+        );
+        let handler: Handler = Arc::new(move |req: Seen| {
+            let idp = idp.clone();
+            Box::pin(async move {
+                let method = http::Method::from_bytes(req.method.as_bytes()).unwrap();
+                let mut headers = http::HeaderMap::new();
+                for (n, v) in &req.headers {
+                    headers.append(
+                        http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                        http::HeaderValue::from_str(v).unwrap(),
+                    );
+                }
+                let resp = idp.handle(&method, &req.target, &headers, &req.body);
+                Reply::Full {
+                    status: resp.status().as_u16(),
+                    headers: resp
+                        .headers()
+                        .iter()
+                        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned()))
+                        .collect(),
+                    body: resp.into_body(),
+                }
+            })
+        });
+        Self::start_on(listener, handler).await
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Reads until `buf` holds at least `n` bytes; false on EOF.
+async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> std::io::Result<bool> {
+    while buf.len() < n {
+        if stream.read_buf(buf).await? == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Decodes a chunked body starting at `buf[0]`; returns (body, bytes used).
+async fn read_chunked(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<(Vec<u8>, usize)>> {
+    let mut body = Vec::new();
+    let mut pos = 0;
+    loop {
+        let line_end = loop {
+            if let Some(i) = find(&buf[pos..], b"\r\n") {
+                break pos + i;
+            }
+            if stream.read_buf(buf).await? == 0 {
+                return Ok(None);
+            }
+        };
+        let size_text = String::from_utf8_lossy(&buf[pos..line_end]).to_string();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+            .map_err(|_| std::io::Error::other("bad chunk size"))?;
+        pos = line_end + 2;
+        if size == 0 {
+            // Trailers (none expected) end with an empty line.
+            loop {
+                if let Some(i) = find(&buf[pos..], b"\r\n") {
+                    let empty = i == 0;
+                    pos += i + 2;
+                    if empty {
+                        return Ok(Some((body, pos)));
+                    }
+                } else if stream.read_buf(buf).await? == 0 {
+                    return Ok(None);
+                }
+            }
+        }
+        if !fill(stream, buf, pos + size + 2).await? {
+            return Ok(None);
+        }
+        body.extend_from_slice(&buf[pos..pos + size]);
+        pos += size + 2;
+    }
+}
+
+async fn serve_conn(
+    mut stream: TcpStream,
+    handler: Handler,
+    seen: Arc<Mutex<Vec<Seen>>>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(i) = find(&buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            if buf.len() > 4 << 20 || stream.read_buf(&mut buf).await? == 0 {
+                return Ok(());
+            }
+        };
+        let mut raw = vec![httparse::EMPTY_HEADER; 512];
+        let mut req = httparse::Request::new(&mut raw);
+        if !matches!(
+            req.parse(&buf[..head_end]),
+            Ok(httparse::Status::Complete(_))
+        ) {
+            stream
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await?;
+            return Ok(());
+        }
+        let mut got = Seen {
+            method: req.method.unwrap_or("").to_owned(),
+            target: req.path.unwrap_or("").to_owned(),
+            headers: req
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_owned(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect(),
+            body: Vec::new(),
+        };
+        buf.drain(..head_end);
+        let chunked = got
+            .header("transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+        if chunked {
+            let Some((body, used)) = read_chunked(&mut stream, &mut buf).await? else {
+                return Ok(());
+            };
+            got.body = body;
+            buf.drain(..used);
+        } else if let Some(len) = got.header("content-length") {
+            let len: usize = len.trim().parse().unwrap_or(0);
+            if !fill(&mut stream, &mut buf, len).await? {
+                return Ok(());
+            }
+            got.body = buf.drain(..len).collect();
+        }
+        let close = got
+            .header_all("connection")
+            .iter()
+            .any(|v| v.eq_ignore_ascii_case("close"));
+        seen.lock().push(got.clone());
+        match handler(got).await {
+            Reply::UpgradeEcho => {
+                stream
+                    .write_all(
+                        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\r\n",
+                    )
+                    .await?;
+                if !buf.is_empty() {
+                    stream.write_all(&buf).await?;
+                }
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = stream.read(&mut chunk).await?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    stream.write_all(&chunk[..n]).await?;
+                }
+            }
+            Reply::Full {
+                status,
+                headers,
+                body,
+            } => {
+                let reason = http::StatusCode::from_u16(status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("Unknown");
+                let mut out = format!("HTTP/1.1 {status} {reason}\r\n");
+                for (n, v) in headers
+                    .iter()
+                    .filter(|(n, _)| !n.eq_ignore_ascii_case("content-length"))
+                {
+                    out.push_str(&format!("{n}: {v}\r\n"));
+                }
+                out.push_str(&format!("content-length: {}\r\n", body.len()));
+                if close {
+                    out.push_str("connection: close\r\n");
+                }
+                out.push_str("\r\n");
+                let mut bytes = out.into_bytes();
+                bytes.extend_from_slice(&body);
+                stream.write_all(&bytes).await?;
+                if close {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// The upstream's JSON answer, as a value; panics with the body otherwise.
+pub fn echo_json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not echo JSON ({e}): {body}"))
+}
+
+/// Header values from an echo JSON answer, name matched case-insensitively.
+pub fn echoed_header(echo: &Value, name: &str) -> Vec<String> {
+    echo["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p[0].as_str().unwrap().eq_ignore_ascii_case(name))
+        .map(|p| p[1].as_str().unwrap().to_owned())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The authgate process.
+// ---------------------------------------------------------------------------
+
+/// A generated `authgate run` configuration.
+pub struct GateConfig {
+    pub port: u16,
+    pub metrics_port: u16,
+    pub idp_port: u16,
+    /// (path prefix, upstream port)
+    pub upstreams: Vec<(String, u16)>,
+    pub shutdown_grace: &'static str,
+    /// Extra lines under `authorization:` (two-space indented).
+    pub authorization: Vec<String>,
+}
+
+impl GateConfig {
+    pub fn new(idp_port: u16, upstreams: &[(&str, u16)]) -> GateConfig {
+        GateConfig {
+            port: free_port(),
+            metrics_port: free_port(),
+            idp_port,
+            upstreams: upstreams
+                .iter()
+                .map(|(p, port)| (p.to_string(), *port))
+                .collect(),
+            shutdown_grace: "1s",
+            authorization: vec![
+                "  allowed_groups: [admins]".into(),
+                "  skip_auth_routes: [\"^/public/\"]".into(),
+            ],
+        }
+    }
+
+    pub fn yaml(&self) -> String {
+        let mut s = format!(
+            "server:\n  listen: 127.0.0.1:{port}\n  metrics: 127.0.0.1:{metrics}\n  threads: 1\n  shutdown_grace: {grace}\n\
+provider:\n  issuer_url: http://127.0.0.1:{idp}\n  client_id: {CLIENT_ID}\n  client_secret: {CLIENT_SECRET}\n\
+cookie:\n  secret: \"{COOKIE_SECRET}\"\n  secure: false\n\
+authorization:\n",
+            port = self.port,
+            metrics = self.metrics_port,
+            grace = self.shutdown_grace,
+            idp = self.idp_port,
+        );
+        for line in &self.authorization {
+            s.push_str(line);
+            s.push('\n');
+        }
+        s.push_str("upstreams:\n");
+        for (path, port) in &self.upstreams {
+            s.push_str(&format!(
+                "  - path: {path}\n    url: http://127.0.0.1:{port}\n"
+            ));
+        }
+        s
+    }
+}
+
+/// The real binary in a child process; killed when dropped.
+pub struct Authgate {
+    child: Child,
+    pub port: u16,
+    pub metrics_port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Authgate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Authgate {
+    /// `authgate run --config <generated file>`, waiting for `/ready`.
+    pub async fn run(cfg: &GateConfig) -> Authgate {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("authgate.yaml");
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(cfg.yaml().as_bytes())
+            .unwrap();
+        let args: Vec<String> = vec!["run".into(), "--config".into(), path_str(&path)];
+        let mut gate = Self::spawn(dir, &args, cfg.port, cfg.metrics_port);
+        gate.wait_ready().await;
+        gate
+    }
+
+    /// `authgate demo --port P` (its own IdP and echo upstream), waiting for `/ready`.
+    pub async fn demo() -> Authgate {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let args: Vec<String> = vec!["demo".into(), "--port".into(), port.to_string()];
+        let mut gate = Self::spawn(dir, &args, port, 0);
+        gate.wait_ready().await;
+        gate
+    }
+
+    fn spawn(dir: tempfile::TempDir, args: &[String], port: u16, metrics_port: u16) -> Authgate {
+        let out = std::fs::File::create(dir.path().join("stdout")).unwrap();
+        let err = std::fs::File::create(dir.path().join("stderr")).unwrap();
+        let child = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        Authgate {
+            child,
+            port,
+            metrics_port,
+            dir,
+        }
+    }
+
+    /// What the process wrote to stderr so far (for failure messages).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    async fn wait_ready(&mut self) {
+        let client = client();
+        let url = self.url("/ready");
+        let end = Instant::now() + READY_DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "authgate exited early ({status}); stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            if let Ok(r) = client.get(&url).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < end,
+                "authgate not ready within {READY_DEADLINE:?}; stderr:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The Prometheus text on `server.metrics`.
+    pub async fn metrics(&self) -> String {
+        let r = client()
+            .get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    }
+
+    /// Sends SIGTERM (Pingora's graceful terminate).
+    pub fn sigterm(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: plain syscall on our own child's pid; no memory involved.
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill(SIGTERM) failed");
+    }
+
+    /// Waits for the process to exit, panicking after `deadline`.
+    pub async fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
+        let end = Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < end,
+                "authgate did not exit within {deadline:?}; stderr:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// The repository's `conf/` directory.
+pub fn conf_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("conf")
+}
+
+// ---------------------------------------------------------------------------
+// Client side.
+// ---------------------------------------------------------------------------
+
+/// A client that never follows redirects, keeps no cookies and ignores any
+/// proxy settings in the environment.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// Minimal browser cookie jar (one host, names only).
+#[derive(Debug, Clone, Default)]
+pub struct Jar(pub BTreeMap<String, String>);
+
+impl Jar {
+    /// Applies every `Set-Cookie` of a response: set, or delete when the value
+    /// is empty or `Max-Age` is zero or negative.
+    pub fn update(&mut self, resp: &reqwest::Response) {
+        for v in resp.headers().get_all(reqwest::header::SET_COOKIE) {
+            let line = v.to_str().unwrap();
+            let (pair, attrs) = line.split_once(';').unwrap_or((line, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            let expired = attrs.split(';').any(|a| {
+                let a = a.trim().to_ascii_lowercase();
+                a.strip_prefix("max-age=")
+                    .is_some_and(|n| n.parse::<i64>().is_ok_and(|n| n <= 0))
+            });
+            if value.is_empty() || expired {
+                self.0.remove(name.trim());
+            } else {
+                self.0.insert(name.trim().to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    pub fn header(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Names of the cookies currently held that start with `prefix`.
+    pub fn names_with(&self, prefix: &str) -> Vec<String> {
+        self.0
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
+    /// The session cookies (`_oauth2_proxy` or its chunks `_oauth2_proxy_N`).
+    pub fn session_names(&self) -> Vec<String> {
+        self.0
+            .keys()
+            .filter(|k| {
+                k.as_str() == "_oauth2_proxy"
+                    || k.strip_prefix("_oauth2_proxy_")
+                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// All `Set-Cookie` lines of a response.
+pub fn set_cookies(resp: &reqwest::Response) -> Vec<String> {
+    resp.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+pub fn location(resp: &reqwest::Response) -> url::Url {
+    let loc = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .unwrap_or_else(|| panic!("no Location on {}", resp.status()))
+        .to_str()
+        .unwrap();
+    url::Url::parse(loc)
+        .or_else(|_| url::Url::parse(resp.url().as_str()).unwrap().join(loc))
+        .unwrap()
+}
+
+pub fn query_param(u: &url::Url, key: &str) -> Option<String> {
+    u.query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// GET with the jar's cookies and an `Accept` header, updating the jar.
+pub async fn get(
+    client: &reqwest::Client,
+    jar: &mut Jar,
+    url: &str,
+    accept: &str,
+) -> reqwest::Response {
+    let mut req = client.get(url).header("accept", accept);
+    if !jar.0.is_empty() {
+        req = req.header("cookie", jar.header());
+    }
+    let resp = req.send().await.unwrap();
+    jar.update(&resp);
+    resp
+}
+
+/// The first half of a browser login: the protected page's 302 to the IdP.
+pub async fn start_login(client: &reqwest::Client, jar: &mut Jar, page: &str) -> url::Url {
+    let r = get(client, jar, page, "text/html").await;
+    assert_eq!(r.status(), 302, "expected a redirect to the IdP for {page}");
+    location(&r)
+}
+
+/// At the IdP: GET the login page, submit its form with the given
+/// credentials, return the IdP's answer (302 to the callback on success).
+pub async fn submit_idp_form(
+    client: &reqwest::Client,
+    authorize: &url::Url,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
+    let page = client
+        .get(authorize.as_str())
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200, "IdP login page");
+    let html = page.text().await.unwrap();
+    let action = regex::Regex::new(r#"<form method="post" action="([^"]+)""#)
+        .unwrap()
+        .captures(&html)
+        .unwrap_or_else(|| panic!("no form on the IdP page: {html}"))[1]
+        .to_owned();
+    let hidden =
+        regex::Regex::new(r#"<input type="hidden" name="([^"]+)" value="([^"]*)">"#).unwrap();
+    let mut form: Vec<(String, String)> = hidden
+        .captures_iter(&html)
+        .map(|c| {
+            (
+                c[1].to_owned(),
+                html_escape::decode_html_entities(&c[2]).into_owned(),
+            )
+        })
+        .collect();
+    form.push(("username".into(), user.into()));
+    form.push(("password".into(), password.into()));
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    client
+        .post(authorize.join(&action).unwrap())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A whole browser login for `page`: returns the jar holding the session and
+/// the callback's redirect target.
+pub async fn login(
+    client: &reqwest::Client,
+    jar: &mut Jar,
+    page: &str,
+    user: &str,
+) -> reqwest::Response {
+    let authorize = start_login(client, jar, page).await;
+    let idp = submit_idp_form(client, &authorize, user, user).await;
+    assert_eq!(idp.status(), 302, "IdP accepted {user}");
+    let callback = location(&idp);
+    get(client, jar, callback.as_str(), "text/html").await
+}
+
+/// One HTTP/1.1 exchange over a fresh TCP connection with the bytes given
+/// verbatim (header case preserved); returns (status, full response text).
+pub async fn raw_exchange(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out))
+        .await
+        .expect("raw exchange timed out")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in: {text}"));
+    (status, text)
+}
+
+/// The value of `name{labels} VALUE` in Prometheus text, if exported.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
