@@ -1,21 +1,29 @@
 //! The ext_authz HTTP check service. Envoy sends the original method, path
-//! (after `path_prefix`) and `Host`, plus only the headers the provider
+//! (after its `path_prefix`) and `Host`, plus only the headers the provider
 //! config lists. Envoy allows on exactly 200 (202 is a deny); every other
-//! answer goes back to the client as it is.
+//! answer goes back to the client as it is, so a deny carries our whole
+//! reply: status, `Cache-Control: no-store`, each `Set-Cookie` on its own line.
 
+use std::borrow::Cow;
+use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use http::{HeaderValue, Response, StatusCode};
+use futures::FutureExt;
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use pingora_http::RequestHeader;
 
-use crate::authz::{Decision, Grant, Listener, Outcome, RequestView};
+use crate::authz::{Decision, Grant, Listener, Outcome, Reply, RequestView};
 use crate::endpoints::pages;
 use crate::gate::Gate;
 use crate::proxy::{header_bytes, scheme_and_host, MAX_HEADER_BYTES};
 
+/// Envoy removes the headers named here (comma-separated) from the upstream
+/// request after applying the allowed ones from our 200.
 pub const HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
 
 pub struct ExtAuthzHttp {
@@ -27,99 +35,49 @@ impl ExtAuthzHttp {
         ExtAuthzHttp { gate }
     }
 
-    /// 200 with our identity headers, and the protected names we did not set
-    /// listed for Envoy to remove from the upstream request.
-    fn allow(&self, grant: Option<&Grant>) -> Response<Vec<u8>> {
-        let mut resp = Response::new(Vec::new());
-        *resp.status_mut() = StatusCode::OK;
-        let set = grant
-            .map(|g| self.gate.headers.values(g))
-            .unwrap_or_default();
-        let all = self.gate.headers.all_names();
-        let unset = all
-            .iter()
-            .filter(|n| !set.iter().any(|(s, _)| s == *n))
-            .map(|n| n.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let h = resp.headers_mut();
-        for (name, value) in set {
-            h.insert(name, value);
-        }
-        if !unset.is_empty() {
-            if let Ok(v) = HeaderValue::from_str(&unset) {
-                h.insert(HEADERS_TO_REMOVE, v);
+    /// The answer for one check request. Separate from Pingora's session so
+    /// tests can call it with a constructed header. A panic in the decision
+    /// becomes a 500 (Envoy then denies), never a dropped connection that a
+    /// `failure_mode_allow` config would turn into an allow.
+    pub async fn check(
+        &self,
+        req: &RequestHeader,
+        client: Option<IpAddr>,
+    ) -> (Outcome, Response<Vec<u8>>) {
+        match AssertUnwindSafe(self.check_inner(req, client))
+            .catch_unwind()
+            .await
+        {
+            Ok(answer) => answer,
+            Err(_) => {
+                tracing::error!("ext_authz HTTP check failed internally");
+                let reply = pages::text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Outcome::Error,
+                    "Internal error\n",
+                );
+                (Outcome::Error, deny(reply))
             }
         }
-        if let Some(g) = grant {
-            for c in &g.set_cookies {
-                h.append(http::header::SET_COOKIE, c.clone());
-            }
-        }
-        resp
     }
-}
 
-#[async_trait]
-impl ServeHttp for ExtAuthzHttp {
-    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let started = Instant::now();
-        let (outcome, resp) = self.check(session).await;
-        self.gate
-            .metrics
-            .request(Listener::ExtAuthzHttp, outcome, started.elapsed());
-        resp
-    }
-}
-
-impl ExtAuthzHttp {
-    async fn check(&self, session: &mut ServerSession) -> (Outcome, Response<Vec<u8>>) {
-        let req = session.req_header();
+    async fn check_inner(
+        &self,
+        req: &RequestHeader,
+        client: Option<IpAddr>,
+    ) -> (Outcome, Response<Vec<u8>>) {
         if header_bytes(req) > MAX_HEADER_BYTES {
             let r = pages::text(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 Outcome::Error,
                 "Request header fields too large\n",
             );
-            return (r.outcome, to_response(r));
+            return (r.outcome, deny(r));
         }
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        // The caller is Envoy: its `X-Forwarded-Proto` says what the client used.
         let (scheme, host) = scheme_and_host(req, client, &self.gate, false, true);
         let full = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let prefix = self.gate.cfg.server.ext_authz_path_prefix.as_str();
-        let uri = match full.strip_prefix(prefix) {
-            Some(rest) if !prefix.is_empty() && rest.starts_with('/') => rest,
-            Some(rest) if !prefix.is_empty() && (rest.is_empty() || rest.starts_with('?')) => {
-                // `/prefix?x` checks `/`.
-                return self
-                    .decide_owned(format!("/{rest}"), req, scheme, host, client)
-                    .await;
-            }
-            _ => full,
-        };
-        let view = RequestView {
-            listener: Listener::ExtAuthzHttp,
-            method: req.method.as_str(),
-            scheme,
-            host,
-            uri,
-            headers: &req.headers,
-            client_ip: client,
-        };
-        self.respond(self.gate.decide(&view).await)
-    }
-
-    async fn decide_owned(
-        &self,
-        uri: String,
-        req: &pingora_http::RequestHeader,
-        scheme: &'static str,
-        host: &str,
-        client: Option<std::net::IpAddr>,
-    ) -> (Outcome, Response<Vec<u8>>) {
+        let uri = strip_path_prefix(&self.gate.cfg.server.ext_authz_path_prefix, full);
         let view = RequestView {
             listener: Listener::ExtAuthzHttp,
             method: req.method.as_str(),
@@ -129,30 +87,321 @@ impl ExtAuthzHttp {
             headers: &req.headers,
             client_ip: client,
         };
-        self.respond(self.gate.decide(&view).await)
-    }
-
-    fn respond(&self, decision: Decision) -> (Outcome, Response<Vec<u8>>) {
+        let decision = self.gate.decide(&view).await;
         let outcome = decision.outcome();
         let resp = match decision {
-            Decision::Skip => self.allow(None),
-            Decision::Allow(grant) => self.allow(Some(&grant)),
-            Decision::Reply(reply) => to_response(reply),
+            Decision::Skip => allow(&self.gate, None, &req.headers),
+            Decision::Allow(grant) => allow(&self.gate, Some(&grant), &req.headers),
+            Decision::Reply(reply) => deny(reply),
         };
         (outcome, resp)
     }
 }
 
-/// A deny as Envoy passes it on: status, body, each `Set-Cookie` its own line.
-fn to_response(reply: crate::authz::Reply) -> Response<Vec<u8>> {
+#[async_trait]
+impl ServeHttp for ExtAuthzHttp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let started = Instant::now();
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let (outcome, resp) = self.check(session.req_header(), client).await;
+        self.gate
+            .metrics
+            .request(Listener::ExtAuthzHttp, outcome, started.elapsed());
+        resp
+    }
+}
+
+/// The path and query Envoy asked about, without `ext_authz_path_prefix`
+/// (Envoy's `path_prefix`). `/prefix?x` is `/?x`; a target outside the
+/// prefix is decided as it is. A trailing `/` on the prefix is ignored.
+pub fn strip_path_prefix<'a>(prefix: &str, target: &'a str) -> Cow<'a, str> {
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.is_empty() {
+        return Cow::Borrowed(target);
+    }
+    match target.strip_prefix(prefix) {
+        Some(rest) if rest.starts_with('/') => Cow::Borrowed(rest),
+        Some(rest) if rest.is_empty() || rest.starts_with('?') => Cow::Owned(format!("/{rest}")),
+        _ => Cow::Borrowed(target),
+    }
+}
+
+/// Identity header names Envoy must remove from the upstream request: every
+/// name authgate may set but did not set this time, plus any other spelling
+/// of a protected name seen in the request (`X_Forwarded_User`; upstreams
+/// such as nginx or CGI read it as `X-Forwarded-User`). Names that are set
+/// are never listed: Envoy removes after it sets.
+pub(crate) fn removals(
+    gate: &Gate,
+    set: &[(HeaderName, HeaderValue)],
+    seen: &HeaderMap,
+) -> Vec<String> {
+    let is_set = |n: &str| set.iter().any(|(s, _)| s.as_str() == n);
+    let mut out: Vec<String> = Vec::new();
+    let configured = gate.headers.all_names();
+    let spoofable = seen
+        .keys()
+        .filter(|n| gate.headers.is_protected(n.as_str()));
+    for name in configured.iter().chain(spoofable) {
+        let name = name.as_str();
+        if !is_set(name) && !out.iter().any(|o| o == name) {
+            out.push(name.to_owned());
+        }
+    }
+    out
+}
+
+/// Exactly 200 with each identity header once, the names we did not set in
+/// `x-envoy-auth-headers-to-remove`, and a refreshed session's `Set-Cookie`
+/// lines (users list `set-cookie` in `headersToDownstreamOnAllow`).
+fn allow(gate: &Gate, grant: Option<&Grant>, seen: &HeaderMap) -> Response<Vec<u8>> {
+    let mut resp = Response::new(Vec::new());
+    *resp.status_mut() = StatusCode::OK;
+    let set = grant.map(|g| gate.headers.values(g)).unwrap_or_default();
+    let remove = removals(gate, &set, seen).join(", ");
+    let h = resp.headers_mut();
+    for (name, value) in set {
+        h.insert(name, value);
+    }
+    if !remove.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&remove) {
+            h.insert(HEADERS_TO_REMOVE, v);
+        }
+    }
+    if let Some(g) = grant {
+        for c in &g.set_cookies {
+            h.append(http::header::SET_COOKIE, c.clone());
+        }
+    }
+    // Without a length Pingora would close-delimit the empty body and drop
+    // Envoy's pooled connection after every allow.
+    h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(0u32));
+    resp
+}
+
+/// A deny as Envoy passes it on: status, body, `Cache-Control: no-store`,
+/// each `Set-Cookie` its own line.
+fn deny(reply: Reply) -> Response<Vec<u8>> {
+    let len = reply.body.len();
     let mut resp = Response::new(reply.body.to_vec());
     *resp.status_mut() = reply.status;
     let h = resp.headers_mut();
     for (name, value) in reply.headers {
         h.append(name, value);
     }
-    if let Ok(v) = HeaderValue::from_str(&resp.body().len().to_string()) {
-        resp.headers_mut().insert(http::header::CONTENT_LENGTH, v);
-    }
+    // Every `Reply` starts with it; a deny must never be cached whatever built it.
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extauthz::grpc::testkit::{self, Kit};
+    use http::Method;
+
+    fn request(path: &str, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build(Method::GET, path.as_bytes(), None).unwrap();
+        req.insert_header("host", testkit::HOST).unwrap();
+        for (k, v) in headers {
+            req.append_header(k.to_string(), *v).unwrap();
+        }
+        req
+    }
+
+    async fn check(kit: &Kit, path: &str, headers: &[(&str, &str)]) -> Response<Vec<u8>> {
+        let svc = ExtAuthzHttp::new(kit.gate.clone());
+        svc.check(&request(path, headers), None).await.1
+    }
+
+    fn all(resp: &Response<Vec<u8>>, name: &str) -> Vec<String> {
+        resp.headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn removed(resp: &Response<Vec<u8>>) -> Vec<String> {
+        all(resp, HEADERS_TO_REMOVE)
+            .iter()
+            .flat_map(|v| v.split(',').map(|s| s.trim().to_owned()))
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn the_path_prefix_is_stripped_whatever_its_trailing_slash() {
+        assert_eq!(strip_path_prefix("", "/a?b"), "/a?b");
+        assert_eq!(strip_path_prefix("/", "/a?b"), "/a?b");
+        assert_eq!(strip_path_prefix("/authz", "/authz/a?b"), "/a?b");
+        assert_eq!(strip_path_prefix("/authz/", "/authz/a?b"), "/a?b");
+        assert_eq!(strip_path_prefix("/authz", "/authz"), "/");
+        assert_eq!(strip_path_prefix("/authz", "/authz?rd=1"), "/?rd=1");
+        assert_eq!(
+            strip_path_prefix("/authz", "/authz/oauth2/callback?x"),
+            "/oauth2/callback?x"
+        );
+        // Not under the prefix: decided as sent, never mangled.
+        assert_eq!(strip_path_prefix("/authz", "/authzother"), "/authzother");
+        assert_eq!(strip_path_prefix("/authz", "/other"), "/other");
+    }
+
+    #[tokio::test]
+    async fn alice_is_exactly_200_with_each_identity_header_once_and_the_rest_removed() {
+        let kit = testkit::kit("").await;
+        let cookie = kit.session_cookie("alice").await;
+        let resp = check(
+            &kit,
+            "/app",
+            &[
+                ("cookie", &cookie),
+                ("x-auth-request-email", "evil@evil.test"),
+                ("x_forwarded_user", "evil"),
+            ],
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(all(&resp, "x-auth-request-email"), ["alice@example.com"]);
+        assert_eq!(all(&resp, "x-auth-request-groups"), ["admins,devs"]);
+        for name in testkit::IDENTITY_SET {
+            assert_eq!(all(&resp, name).len(), 1, "{name} once");
+        }
+        let removed = removed(&resp);
+        // The testkit maps preferred_username to a claim the sessions lack.
+        for name in testkit::IDENTITY_UNSET {
+            assert!(removed.iter().any(|r| r == name), "{name} in {removed:?}");
+            assert!(resp.headers().get(*name).is_none());
+        }
+        assert!(
+            removed.iter().any(|r| r == "x_forwarded_user"),
+            "{removed:?}"
+        );
+        for name in testkit::IDENTITY_SET {
+            assert!(!removed.iter().any(|r| r == name), "{name} set and removed");
+        }
+        assert_eq!(all(&resp, "content-length"), ["0"]);
+        assert!(resp.headers().get("set-cookie").is_none());
+    }
+
+    #[tokio::test]
+    async fn anonymous_browser_gets_302_to_the_idp_with_csrf_cookie_and_no_store() {
+        let kit = testkit::kit("").await;
+        let resp = check(&kit, "/app?x=1", &[("x-forwarded-proto", "https")]).await;
+        assert_eq!(resp.status(), StatusCode::FOUND);
+        let location = all(&resp, "location").remove(0);
+        assert!(location.starts_with(&kit.issuer), "{location}");
+        // The scheme comes from the ext_authz caller's X-Forwarded-Proto.
+        let redirect_uri = format!("https://{}/oauth2/callback", testkit::HOST);
+        let encoded: String = form_urlencoded::byte_serialize(redirect_uri.as_bytes()).collect();
+        assert!(location.contains(&encoded), "{location}");
+        assert_eq!(all(&resp, "cache-control"), ["no-store"]);
+        let cookies = all(&resp, "set-cookie");
+        assert_eq!(cookies.len(), 1, "{cookies:?}");
+        assert!(cookies[0].starts_with("_oauth2_proxy_csrf"), "{cookies:?}");
+    }
+
+    #[tokio::test]
+    async fn anonymous_api_call_is_401_and_the_apps_ping_is_not_special() {
+        let kit = testkit::kit("").await;
+        let resp = check(&kit, "/app", &[("accept", "application/json")]).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(all(&resp, "cache-control"), ["no-store"]);
+        let resp = check(&kit, "/ping", &[]).await;
+        assert_eq!(resp.status(), StatusCode::FOUND);
+        let resp = check(&kit, "/oauth2/auth", &[]).await;
+        assert_eq!(resp.status(), StatusCode::FOUND);
+    }
+
+    #[tokio::test]
+    async fn bob_is_403_with_no_store() {
+        let kit = testkit::kit("").await;
+        let cookie = kit.session_cookie("bob").await;
+        let resp = check(&kit, "/app", &[("cookie", &cookie)]).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        assert_eq!(all(&resp, "cache-control"), ["no-store"]);
+        assert!(resp.headers().get("x-auth-request-email").is_none());
+    }
+
+    #[tokio::test]
+    async fn skip_route_is_200_without_identity_and_removes_every_identity_header() {
+        let kit = testkit::kit("").await;
+        let resp = check(
+            &kit,
+            "/public/x",
+            &[("x-auth-request-email", "evil@evil.test")],
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(resp.headers().get("x-auth-request-email").is_none());
+        let removed = removed(&resp);
+        for name in testkit::IDENTITY_SET
+            .iter()
+            .chain(testkit::IDENTITY_UNSET.iter())
+        {
+            assert!(removed.iter().any(|r| r == name), "{name} in {removed:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn login_round_trip_works_purely_through_checks_under_a_path_prefix() {
+        let kit = testkit::kit("  ext_authz_path_prefix: /authz/\n").await;
+        let first = check(&kit, "/authz/app?x=1", &[]).await;
+        assert_eq!(first.status(), StatusCode::FOUND);
+        let csrf = testkit::cookie_pair(&all(&first, "set-cookie")[0]);
+        let back = kit.login_at_idp(&all(&first, "location")[0], "alice");
+        let callback = check(&kit, &format!("/authz{back}"), &[("cookie", &csrf)]).await;
+        assert_eq!(callback.status(), StatusCode::FOUND, "{callback:?}");
+        assert_eq!(
+            all(&callback, "location"),
+            [format!("http://{}/app?x=1", testkit::HOST)]
+        );
+        assert_eq!(all(&callback, "cache-control"), ["no-store"]);
+        let cookies = all(&callback, "set-cookie");
+        // The CSRF cookie is cleared and the session set, each its own line.
+        assert!(cookies.len() >= 2, "{cookies:?}");
+        assert!(cookies.iter().any(|c| c.starts_with("_oauth2_proxy_csrf")));
+        let session: Vec<String> = cookies
+            .iter()
+            .filter(|c| !c.starts_with("_oauth2_proxy_csrf"))
+            .map(|c| testkit::cookie_pair(c))
+            .collect();
+        assert!(!session.is_empty(), "{cookies:?}");
+        let next = check(&kit, "/authz/app?x=1", &[("cookie", &session.join("; "))]).await;
+        assert_eq!(next.status(), StatusCode::OK);
+        assert_eq!(all(&next, "x-auth-request-user"), ["alice@example.com"]);
+        // The state is single-use: replaying the callback is a 4xx.
+        let replay = check(&kit, &format!("/authz{back}"), &[("cookie", &csrf)]).await;
+        assert!(replay.status().is_client_error(), "{}", replay.status());
+    }
+
+    #[tokio::test]
+    async fn a_refreshed_session_comes_back_as_set_cookie_on_the_200() {
+        let kit = testkit::kit_with_cookie("  refresh: 1s\n").await;
+        let cookie = kit.login_cookie("alice").await;
+        let stale = kit.age_session(&cookie).await;
+        let resp = check(&kit, "/app", &[("cookie", &stale)]).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let cookies = all(&resp, "set-cookie");
+        assert!(
+            cookies.iter().any(|c| c.starts_with("_oauth2_proxy=")),
+            "{cookies:?}"
+        );
+        assert_eq!(all(&resp, "x-auth-request-email"), ["alice@example.com"]);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_idp_is_a_5xx_not_an_allow() {
+        let kit = testkit::kit_without_idp().await;
+        let resp = check(&kit, "/app", &[]).await;
+        assert!(resp.status().is_server_error(), "{}", resp.status());
+        assert_eq!(all(&resp, "cache-control"), ["no-store"]);
+    }
 }
