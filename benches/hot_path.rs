@@ -64,7 +64,13 @@ fn bench(c: &mut Criterion) {
         .expect("save");
     let cookie = set
         .iter()
-        .map(|v| v.to_str().unwrap_or_default().split(';').next().unwrap_or_default())
+        .map(|v| {
+            v.to_str()
+                .unwrap_or_default()
+                .split(';')
+                .next()
+                .unwrap_or_default()
+        })
         .collect::<Vec<_>>()
         .join("; ");
     let mut headers = HeaderMap::new();
@@ -99,7 +105,10 @@ fn bench(c: &mut Criterion) {
     c.bench_function("decide/skip_route", |b| {
         b.iter(|| black_box(view(black_box(&api), "/public/logo.svg")))
     });
-    let sealed = gate.codec.seal(b"_oauth2_proxy", &serde_json::to_vec(&session()).expect("json"));
+    let sealed = gate.codec.seal(
+        b"_oauth2_proxy",
+        &serde_json::to_vec(&session()).expect("json"),
+    );
     c.bench_function("codec/open_3kb_session", |b| {
         b.iter(|| black_box(gate.codec.open(b"_oauth2_proxy", black_box(&sealed))))
     });

@@ -114,12 +114,7 @@ impl Gate {
         };
         let now = unix_now();
         if !session.needs_refresh(now, self.cfg.cookie.refresh) {
-            return Authn::Identified(Grant {
-                identity: Arc::new(session.identity),
-                id_token: session.id_token.map(Arc::from),
-                access_token: session.access_token.map(Arc::from),
-                set_cookies: Vec::new(),
-            });
+            return Authn::Identified(self.grant(session, Vec::new()));
         }
         match self.refresh_once(&session).await {
             Ok(fresh) => {
@@ -135,13 +130,7 @@ impl Gate {
                         return Authn::Unavailable(pages::store_unavailable());
                     }
                 };
-                let fresh = Arc::unwrap_or_clone(fresh);
-                Authn::Identified(Grant {
-                    identity: Arc::new(fresh.identity),
-                    id_token: fresh.id_token.map(Arc::from),
-                    access_token: fresh.access_token.map(Arc::from),
-                    set_cookies,
-                })
+                Authn::Identified(self.grant(Arc::unwrap_or_clone(fresh), set_cookies))
             }
             Err(e) if matches!(*e, OidcError::InvalidGrant) => {
                 // The IdP ended the session (revoked or expired refresh token).
@@ -158,13 +147,27 @@ impl Gate {
             Err(e) => {
                 // The session is still valid; serve it and retry later.
                 tracing::warn!(error = %e, "session refresh failed; keeping the current session");
-                Authn::Identified(Grant {
-                    identity: Arc::new(session.identity),
-                    id_token: session.id_token.map(Arc::from),
-                    access_token: session.access_token.map(Arc::from),
-                    set_cookies: Vec::new(),
-                })
+                Authn::Identified(self.grant(session, Vec::new()))
             }
+        }
+    }
+}
+
+impl Gate {
+    /// Tokens are kept only when a header will carry them upstream.
+    fn grant(&self, session: crate::session::Session, set_cookies: Vec<HeaderValue>) -> Grant {
+        let h = &self.cfg.headers;
+        Grant {
+            identity: Arc::new(session.identity),
+            id_token: session
+                .id_token
+                .filter(|_| h.pass_authorization)
+                .map(Arc::from),
+            access_token: session
+                .access_token
+                .filter(|_| h.pass_access_token)
+                .map(Arc::from),
+            set_cookies,
         }
     }
 }

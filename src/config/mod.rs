@@ -533,6 +533,7 @@ impl Validator {
             scopes: scopes?,
             redirect_url: redirect_url?,
             endpoints: endpoints?,
+            end_session_endpoint: end_session?,
             pkce: p.pkce,
             audiences: audiences?,
             claims,

@@ -54,6 +54,9 @@ pub struct Provider {
     pub redirect_url: Option<Url>,
     /// None when `discovery: true`; Some when the endpoints are given by hand.
     pub endpoints: Option<Endpoints>,
+    /// RP-initiated logout: set by hand (either discovery mode), else the
+    /// discovered one is used.
+    pub end_session_endpoint: Option<Url>,
     pub pkce: bool,
     pub audiences: Vec<String>,
     pub claims: Claims,

@@ -479,8 +479,10 @@ impl Provider {
 
     /// RP-initiated logout URL when the IdP publishes one.
     pub fn end_session_url(&self, id_token_hint: Option<&str>, post_logout: &str) -> Option<Url> {
-        let md = self.metadata()?;
-        let mut url = md.end_session_endpoint.clone()?;
+        let mut url = match &self.cfg.end_session_endpoint {
+            Some(u) => u.clone(),
+            None => self.metadata()?.end_session_endpoint.clone()?,
+        };
         {
             let mut q = url.query_pairs_mut();
             if let Some(t) = id_token_hint {
