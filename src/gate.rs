@@ -1,7 +1,7 @@
 //! The shared state every front end decides with: configuration, the IdP,
 //! the session store, metrics. Built once at start-up, shared by `Arc`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +33,36 @@ pub enum GateError {
     Redis(#[from] RedisError),
 }
 
+/// Redeemed callback states, oldest first, so expiry is a pop from the
+/// front and the memory is capped whatever the callback rate.
+#[derive(Default)]
+struct UsedStates {
+    order: VecDeque<(Instant, String)>,
+    seen: HashSet<String>,
+}
+
+/// Past this many, the oldest are forgotten early; their flows' codes are
+/// single-use at the IdP anyway.
+const MAX_USED_STATES: usize = 100_000;
+
+impl UsedStates {
+    fn consume(&mut self, state: &str, now: Instant) -> bool {
+        while let Some((at, _)) = self.order.front() {
+            if now.duration_since(*at) < FLOW_TTL && self.order.len() < MAX_USED_STATES {
+                break;
+            }
+            if let Some((_, old)) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        if !self.seen.insert(state.to_owned()) {
+            return false;
+        }
+        self.order.push_back((now, state.to_owned()));
+        true
+    }
+}
+
 /// The result of one refresh, shared by every request that waited on it.
 pub type RefreshResult = Result<Arc<Session>, Arc<OidcError>>;
 type SharedRefresh = Shared<BoxFuture<'static, RefreshResult>>;
@@ -45,7 +75,7 @@ pub struct Gate {
     pub metrics: Metrics,
     pub headers: IdentityHeaders,
     /// Callback `state`s already redeemed, until their flow would expire.
-    used_states: Mutex<HashMap<String, Instant>>,
+    used_states: Mutex<UsedStates>,
     /// In-flight refreshes by refresh token: one IdP call per session.
     /// Finished ones are kept for [`REFRESH_REUSE`] so requests still
     /// carrying the old cookie reuse the result instead of replaying a
@@ -70,7 +100,7 @@ impl Gate {
             store,
             codec,
             metrics,
-            used_states: Mutex::new(HashMap::new()),
+            used_states: Mutex::new(UsedStates::default()),
             refreshes: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
         }))
@@ -90,16 +120,7 @@ impl Gate {
 
     /// Marks a callback `state` used; false when it already was.
     pub(crate) fn consume_state(&self, state: &str) -> bool {
-        let mut used = self.used_states.lock();
-        let now = Instant::now();
-        if used.len() > 10_000 {
-            used.retain(|_, at| now.duration_since(*at) < FLOW_TTL);
-        }
-        if used.contains_key(state) {
-            return false;
-        }
-        used.insert(state.to_owned(), now);
-        true
+        self.used_states.lock().consume(state, Instant::now())
     }
 
     /// Refreshes a session's tokens, once for all concurrent requests of
@@ -156,5 +177,32 @@ impl Gate {
             }
         };
         fut.await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_is_single_use_until_its_flow_expires() {
+        let mut used = UsedStates::default();
+        let t0 = Instant::now();
+        assert!(used.consume("a", t0));
+        assert!(!used.consume("a", t0 + Duration::from_secs(60)));
+        assert!(used.consume("b", t0));
+        // Forgotten once the flow itself could no longer be completed.
+        assert!(used.consume("a", t0 + FLOW_TTL + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn used_states_are_capped() {
+        let mut used = UsedStates::default();
+        let t0 = Instant::now();
+        for i in 0..MAX_USED_STATES + 10 {
+            assert!(used.consume(&i.to_string(), t0));
+        }
+        assert!(used.order.len() <= MAX_USED_STATES);
+        assert_eq!(used.order.len(), used.seen.len());
     }
 }

@@ -76,26 +76,35 @@ impl Gate {
     }
 
     /// Establishes who the request is: a bearer JWT, else the session cookie
-    /// (refreshed when due). Used by `decide`, `/oauth2/auth` and `/oauth2/userinfo`.
+    /// (refreshed when due). A refused JWT falls back to the cookie (an app
+    /// may send its own bearer tokens alongside the session), and without
+    /// one it is a 401, never a login redirect. Used by `decide`,
+    /// `/oauth2/auth` and `/oauth2/userinfo`.
     pub async fn authenticate(&self, req: &RequestView<'_>) -> Authn {
+        let mut bearer_error = None;
         if self.cfg.authorization.bearer_tokens {
-            if let Some(token) = bearer_token(req.headers) {
-                return match self.provider.verify_bearer(token).await {
-                    Ok(identity) => Authn::Identified(Grant {
-                        identity: Arc::new(identity),
-                        id_token: Some(Arc::from(token)),
-                        access_token: None,
-                        set_cookies: Vec::new(),
-                    }),
-                    Err(e) if e.is_unavailable() => Authn::Unavailable(pages::idp_unavailable()),
+            if let Some(token) = bearer_jwt(req.headers) {
+                match self.provider.verify_bearer(token).await {
+                    Ok(identity) => {
+                        return Authn::Identified(Grant {
+                            identity: Arc::new(identity),
+                            id_token: self
+                                .cfg
+                                .headers
+                                .pass_authorization
+                                .then(|| Arc::from(token)),
+                            access_token: None,
+                            set_cookies: Vec::new(),
+                        })
+                    }
+                    Err(e) if e.is_unavailable() => {
+                        return Authn::Unavailable(pages::idp_unavailable())
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "bearer token refused");
-                        Authn::Anonymous {
-                            set_cookies: Vec::new(),
-                            bearer_error: Some("invalid_token"),
-                        }
+                        bearer_error = Some("invalid_token");
                     }
-                };
+                }
             }
         }
         let jar = CookieJar::from_headers(req.headers);
@@ -104,7 +113,7 @@ impl Gate {
             Ok(None) => {
                 return Authn::Anonymous {
                     set_cookies: Vec::new(),
-                    bearer_error: None,
+                    bearer_error,
                 }
             }
             Err(StoreError::Unavailable(e)) => {
@@ -133,6 +142,17 @@ impl Gate {
                 Authn::Identified(self.grant(Arc::unwrap_or_clone(fresh), set_cookies))
             }
             Err(e) if matches!(*e, OidcError::InvalidGrant) => {
+                // Another replica may have won the refresh and rotated the
+                // token: its stored session is the live one.
+                if let Some(t) = &ticket {
+                    if let Ok(Some(current)) = self.store.reload(t).await {
+                        if current.refresh_token != session.refresh_token
+                            && !current.is_expired(now)
+                        {
+                            return Authn::Identified(self.grant(current, Vec::new()));
+                        }
+                    }
+                }
                 // The IdP ended the session (revoked or expired refresh token).
                 let set_cookies = self
                     .store
@@ -172,16 +192,19 @@ impl Gate {
     }
 }
 
-/// `Authorization: Bearer <token>`; other schemes are not ours. An opaque
-/// token is still a bearer attempt: it fails verification with a 401.
-fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
+/// `Authorization: Bearer <JWT>`. Other schemes and opaque tokens (an app's
+/// own API keys) are not ours to judge, as in oauth2-proxy.
+fn bearer_jwt(headers: &http::HeaderMap) -> Option<&str> {
     let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;
     }
     let token = token.trim();
-    (!token.is_empty()).then_some(token)
+    let mut parts = token.split('.');
+    let jwt_shaped =
+        parts.by_ref().take(3).filter(|p| !p.is_empty()).count() == 3 && parts.next().is_none();
+    jwt_shaped.then_some(token)
 }
 
 pub(crate) fn append_cookies(reply: &mut Reply, cookies: Vec<HeaderValue>) {
@@ -209,18 +232,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_bearer_scheme_is_a_bearer_token() {
+    fn only_jwt_shaped_bearer_tokens_are_ours() {
         let mut h = http::HeaderMap::new();
         h.insert("authorization", HeaderValue::from_static("Bearer a.b.c"));
-        assert_eq!(bearer_token(&h), Some("a.b.c"));
+        assert_eq!(bearer_jwt(&h), Some("a.b.c"));
         h.insert("authorization", HeaderValue::from_static("bearer  a.b.c "));
-        assert_eq!(bearer_token(&h), Some("a.b.c"));
-        h.insert(
-            "authorization",
-            HeaderValue::from_static("Basic dXNlcjpwYXNz"),
-        );
-        assert_eq!(bearer_token(&h), None);
-        h.insert("authorization", HeaderValue::from_static("Bearer "));
-        assert_eq!(bearer_token(&h), None);
+        assert_eq!(bearer_jwt(&h), Some("a.b.c"));
+        for other in [
+            "Basic dXNlcjpwYXNz",
+            "Bearer ",
+            "Bearer glsa_opaque",
+            "Bearer a..c",
+            "Bearer a.b.c.d",
+        ] {
+            h.insert("authorization", HeaderValue::from_static(other));
+            assert_eq!(bearer_jwt(&h), None, "{other}");
+        }
     }
 }

@@ -47,6 +47,13 @@ fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
+/// What `random_token` produces: 43 base64url characters.
+fn is_state(s: &str) -> bool {
+    s.len() == 43
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 pub fn flow_cookie_name(cookie_name: &str, state: &str) -> String {
     let id: String = state.chars().take(FLOW_ID_LEN).collect();
     format!("{cookie_name}_csrf_{id}")
@@ -136,8 +143,9 @@ impl Gate {
     pub(crate) async fn callback(&self, req: &RequestView<'_>) -> Reply {
         let state = query_param(req, "state").unwrap_or_default();
         let jar = CookieJar::from_headers(req.headers);
-        let flow_cookie =
-            (!state.is_empty()).then(|| flow_cookie_name(&self.cfg.cookie.name, &state));
+        // Only a state we could have issued names a cookie: anything else
+        // would let the query write into a `Set-Cookie` name.
+        let flow_cookie = is_state(&state).then(|| flow_cookie_name(&self.cfg.cookie.name, &state));
         let clear_flow = || {
             flow_cookie.as_deref().and_then(|n| {
                 HeaderValue::from_str(&clear_cookie(n, &self.flow_attrs(req.host))).ok()

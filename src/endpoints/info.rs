@@ -49,11 +49,15 @@ impl Gate {
                 append_cookies(&mut r, grant.set_cookies);
                 r
             }
-            Authn::Anonymous { .. } => pages::json(
-                StatusCode::UNAUTHORIZED,
-                Outcome::Unauthenticated,
-                br#"{"error":"unauthorized"}"#.to_vec(),
-            ),
+            Authn::Anonymous { set_cookies, .. } => {
+                let mut r = pages::json(
+                    StatusCode::UNAUTHORIZED,
+                    Outcome::Unauthenticated,
+                    br#"{"error":"unauthorized"}"#.to_vec(),
+                );
+                append_cookies(&mut r, set_cookies);
+                r
+            }
             Authn::Unavailable(r) => r,
         }
     }

@@ -129,11 +129,10 @@ impl ExtAuthzGrpc {
     /// unset ones (and other spellings seen) are removed, a refreshed
     /// session's cookies go to the client.
     fn allow(&self, grant: Option<&Grant>, seen: &HeaderMap) -> CheckResponse {
-        let set = grant
-            .map(|g| self.gate.headers.values(g))
-            .unwrap_or_default();
-        let headers_to_remove = super::http::removals(&self.gate, &set, seen);
-        let headers = set
+        let edits = super::upstream_edits(&self.gate, grant, seen);
+        let headers_to_remove = edits.remove;
+        let headers = edits
+            .set
             .iter()
             .map(|(n, v)| option(n, v, HeaderAppendAction::OverwriteIfExistsOrAdd))
             .collect();

@@ -20,7 +20,7 @@ use pingora_http::RequestHeader;
 use crate::authz::{Decision, Grant, Listener, Outcome, Reply, RequestView};
 use crate::endpoints::pages;
 use crate::gate::Gate;
-use crate::proxy::{header_bytes, scheme_and_host, MAX_HEADER_BYTES};
+use crate::proxy::{header_bytes, request_target, scheme_and_host, MAX_HEADER_BYTES};
 
 /// Envoy removes the headers named here (comma-separated) from the upstream
 /// request after applying the allowed ones from our 200.
@@ -76,7 +76,14 @@ impl ExtAuthzHttp {
         }
         // The caller is Envoy: its `X-Forwarded-Proto` says what the client used.
         let (scheme, host) = scheme_and_host(req, client, &self.gate, false, true);
-        let full = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let Some(full) = request_target(req) else {
+            let r = pages::text(
+                StatusCode::BAD_REQUEST,
+                Outcome::Error,
+                "Bad request target\n",
+            );
+            return (r.outcome, deny(r));
+        };
         let uri = strip_path_prefix(&self.gate.cfg.server.ext_authz_path_prefix, full);
         let view = RequestView {
             listener: Listener::ExtAuthzHttp,
@@ -160,10 +167,10 @@ pub(crate) fn removals(
 fn allow(gate: &Gate, grant: Option<&Grant>, seen: &HeaderMap) -> Response<Vec<u8>> {
     let mut resp = Response::new(Vec::new());
     *resp.status_mut() = StatusCode::OK;
-    let set = grant.map(|g| gate.headers.values(g)).unwrap_or_default();
-    let remove = removals(gate, &set, seen).join(", ");
+    let edits = super::upstream_edits(gate, grant, seen);
+    let remove = edits.remove.join(", ");
     let h = resp.headers_mut();
-    for (name, value) in set {
+    for (name, value) in edits.set {
         h.insert(name, value);
     }
     if !remove.is_empty() {

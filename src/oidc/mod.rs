@@ -34,6 +34,8 @@ use crate::metrics::{Dependency, IdpEndpoint, Metrics};
 
 /// While the IdP is down (or not yet discovered) it is re-probed this often.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// A probe gives up after this, so probes stay under 5 s apart.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// While it is up, keys are refreshed this often even without an unknown `kid`.
 pub const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -227,21 +229,34 @@ impl Provider {
         let mut since_refresh = std::time::Instant::now();
         loop {
             let down = !self.primary.ready() || !self.up.load(Ordering::Acquire);
-            if down || since_refresh.elapsed() >= JWKS_REFRESH_INTERVAL {
-                let r = self.primary.initialise(&self.http).await;
-                if let Err(e) = &r {
-                    tracing::warn!(error = %e, "identity provider probe failed");
-                }
-                let _ = self.observe(r.map(|_| ()));
-                since_refresh = std::time::Instant::now();
-            }
-            for (issuer, http) in &self.extra {
-                if !issuer.ready() {
-                    if let Err(e) = issuer.initialise(http).await {
-                        tracing::warn!(issuer = %issuer.issuer_url, error = %e, "extra JWT issuer not ready");
+            let primary = async {
+                if down || since_refresh.elapsed() >= JWKS_REFRESH_INTERVAL {
+                    let r =
+                        tokio::time::timeout(PROBE_TIMEOUT, self.primary.initialise(&self.http))
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(OidcError::Unreachable("probe timed out".into()))
+                            });
+                    if let Err(e) = &r {
+                        tracing::warn!(error = %e, "identity provider probe failed");
                     }
+                    let _ = self.observe(r);
+                    since_refresh = std::time::Instant::now();
                 }
-            }
+            };
+            // Extra issuers are probed beside the provider, never in its way.
+            let extras = futures::future::join_all(self.extra.iter().filter(|(i, _)| !i.ready()).map(
+                |(issuer, http)| async move {
+                    match tokio::time::timeout(PROBE_TIMEOUT, issuer.initialise(http)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::warn!(issuer = %issuer.issuer_url, error = %e, "extra JWT issuer not ready")
+                        }
+                        Err(_) => tracing::warn!(issuer = %issuer.issuer_url, "extra JWT issuer probe timed out"),
+                    }
+                },
+            ));
+            futures::join!(primary, extras);
             tokio::time::sleep(PROBE_INTERVAL).await;
         }
     }

@@ -18,7 +18,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use crate::authz::{path, Decision, Grant, Listener, Outcome, Reply, RequestView};
 use crate::endpoints::pages;
 use crate::gate::Gate;
-use crate::session::cookies::strip_own_cookies;
+use crate::session::cookies::strip_own_cookies_bytes;
 pub use upstream::Upstreams;
 
 /// Requests whose headers exceed this get 431 and are never forwarded.
@@ -76,6 +76,25 @@ pub(crate) async fn write_reply(session: &mut Session, reply: Reply) -> Result<(
         session.write_response_body(Some(reply.body), true).await?;
     }
     Ok(())
+}
+
+/// The request target exactly as the client sent it, when it is one we can
+/// decide on: origin-form (`/path?q`) or absolute-form `http(s)://...`.
+/// Pingora parses targets like `foo:/admin` into a `Uri` of `/` while
+/// forwarding the raw bytes: deciding on the parsed form would let such a
+/// target ride a skip route to `/admin`.
+pub(crate) fn request_target(req: &RequestHeader) -> Option<&str> {
+    if !req.raw_path_is_utf8() {
+        return None;
+    }
+    let raw = std::str::from_utf8(req.raw_path()).ok()?;
+    let absolute = raw
+        .get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
+        || raw
+            .get(..7)
+            .is_some_and(|p| p.eq_ignore_ascii_case("http://"));
+    (raw.starts_with('/') || absolute).then_some(raw)
 }
 
 /// Size of the request head as the client sent it, roughly: names, values
@@ -181,11 +200,14 @@ impl ProxyHttp for AuthProxy {
         ctx.scheme = scheme;
         ctx.host = host.to_owned();
         let req = session.req_header();
-        let uri = req
-            .uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_owned();
+        let Some(uri) = request_target(req).map(str::to_owned) else {
+            let reply = pages::text(
+                StatusCode::BAD_REQUEST,
+                Outcome::Error,
+                "Bad request target\n",
+            );
+            return self.answer(session, reply, ctx).await;
+        };
         let norm = path::normalize(&uri).into_owned();
         let method = req.method.as_str().to_owned();
         let view = RequestView {
@@ -371,20 +393,27 @@ impl ProxyHttp for AuthProxy {
 
 /// Removes authgate's own cookies from what goes upstream.
 fn strip_cookies(upstream: &mut RequestHeader, name: &str) -> Result<()> {
-    let lines: Vec<String> = upstream
+    let lines: Vec<http::HeaderValue> = upstream
         .headers
         .get_all(http::header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::to_owned)
+        .cloned()
         .collect();
     if lines.is_empty() {
         return Ok(());
     }
     upstream.remove_header(&http::header::COOKIE);
     for line in lines {
-        if let Some(kept) = strip_own_cookies(&line, name) {
-            upstream.append_header(http::header::COOKIE, kept.as_ref())?;
+        match strip_own_cookies_bytes(line.as_bytes(), name) {
+            Some(std::borrow::Cow::Borrowed(_)) => {
+                upstream.append_header(http::header::COOKIE, line)?;
+            }
+            Some(std::borrow::Cow::Owned(kept)) => {
+                if let Ok(v) = http::HeaderValue::from_bytes(&kept) {
+                    upstream.append_header(http::header::COOKIE, v)?;
+                }
+            }
+            None => {}
         }
     }
     Ok(())

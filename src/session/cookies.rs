@@ -183,22 +183,28 @@ fn is_own_cookie_bytes(cookie_name: &[u8], name: &[u8]) -> bool {
 /// - `Some(Cow::Owned(rest))`: ours were removed; the others, joined by `; `.
 /// - `None`: nothing remains; drop the header.
 pub fn strip_own_cookies<'h>(cookie_header: &'h str, name: &str) -> Option<Cow<'h, str>> {
-    let line = cookie_header.as_bytes();
+    match strip_own_cookies_bytes(cookie_header.as_bytes(), name)? {
+        Cow::Borrowed(_) => Some(Cow::Borrowed(cookie_header)),
+        // Segments are cut at ASCII bytes of a `str`, so they are UTF-8.
+        Cow::Owned(kept) => String::from_utf8(kept).ok().map(Cow::Owned),
+    }
+}
+
+/// [`strip_own_cookies`] on raw header bytes: a line with non-ASCII bytes in
+/// some app cookie still loses only authgate's cookies.
+pub fn strip_own_cookies_bytes<'h>(line: &'h [u8], name: &str) -> Option<Cow<'h, [u8]>> {
     let is_ours = |segment: &[u8]| {
         segment_name(segment).is_some_and(|n| is_own_cookie_bytes(n, name.as_bytes()))
     };
     if !PairSplitter::new(line).any(is_ours) {
-        return Some(Cow::Borrowed(cookie_header));
+        return Some(Cow::Borrowed(line));
     }
-    let mut kept = String::with_capacity(cookie_header.len());
+    let mut kept = Vec::with_capacity(line.len());
     for segment in PairSplitter::new(line).filter(|s| !is_ours(s)) {
-        // Segments are cut at ASCII bytes of a `str`, so they are UTF-8.
-        if let Ok(segment) = std::str::from_utf8(segment) {
-            if !kept.is_empty() {
-                kept.push_str("; ");
-            }
-            kept.push_str(segment);
+        if !kept.is_empty() {
+            kept.extend_from_slice(b"; ");
         }
+        kept.extend_from_slice(segment);
     }
     (!kept.is_empty()).then_some(Cow::Owned(kept))
 }

@@ -159,8 +159,10 @@ impl RedisStore {
             .map_err(|e| self.fail(e))
     }
 
-    /// Writes the session and its `sid`/`sub` index entries in one
-    /// transaction, so a failure leaves nothing half-written.
+    /// Writes the session and its `sid`/`sub` index entries: in one
+    /// transaction on a single node, so a failure leaves nothing
+    /// half-written; per key on a cluster, where the keys live in different
+    /// slots (index entries first, so a session is never unindexed).
     pub async fn put(
         &self,
         id: &[u8; 16],
@@ -170,30 +172,39 @@ impl RedisStore {
         sub: &str,
     ) -> Result<(), RedisError> {
         let conn = self.conn()?;
-        let key = session_key(id);
         let member = hex(id);
-        let mut pipe = redis::pipe();
-        if matches!(*conn, Conn::Single(_)) {
-            pipe.atomic();
-        }
-        pipe.cmd("SET")
-            .arg(&key)
-            .arg(sealed)
-            .arg("EX")
-            .arg(ttl_secs)
-            .ignore();
-        for index in [
+        let indexes: Vec<String> = [
             sid.map(|s| index_key("sid", s)),
             (!sub.is_empty()).then(|| index_key("sub", sub)),
         ]
         .into_iter()
         .flatten()
-        {
-            pipe.cmd("SADD").arg(&index).arg(&member).ignore();
+        .collect();
+        let add_index = |pipe: &mut Pipeline, index: &str| {
+            pipe.cmd("SADD").arg(index).arg(&member).ignore();
             // The index outlives none of its sessions by much: refreshed on every write.
-            pipe.cmd("EXPIRE").arg(&index).arg(ttl_secs).ignore();
+            pipe.cmd("EXPIRE").arg(index).arg(ttl_secs).ignore();
+        };
+        let mut set = redis::pipe();
+        set.cmd("SET")
+            .arg(session_key(id))
+            .arg(sealed)
+            .arg("EX")
+            .arg(ttl_secs)
+            .ignore();
+        if matches!(*conn, Conn::Single(_)) {
+            set.atomic();
+            for index in &indexes {
+                add_index(&mut set, index);
+            }
+        } else {
+            for index in &indexes {
+                let mut pipe = redis::pipe();
+                add_index(&mut pipe, index);
+                conn.pipe(&pipe).await.map_err(|e| self.fail(e))?;
+            }
         }
-        conn.pipe(&pipe).await.map_err(|e| self.fail(e))?;
+        conn.pipe(&set).await.map_err(|e| self.fail(e))?;
         Ok(())
     }
 
@@ -205,32 +216,31 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Deletes every session indexed under the `sid` and the `sub`.
+    /// Deletes the sessions of a logout token: those of its `sid` when it
+    /// names one (Back-Channel Logout 1.0 2.4: one IdP session), else every
+    /// session of its `sub`.
     pub async fn revoke(&self, sid: Option<&str>, sub: Option<&str>) -> Result<usize, RedisError> {
         let conn = self.conn()?;
+        let index = match (sid, sub) {
+            (Some(sid), _) => index_key("sid", sid),
+            (None, Some(sub)) => index_key("sub", sub),
+            (None, None) => return Ok(0),
+        };
+        let members: Vec<String> = conn
+            .cmd(redis::cmd("SMEMBERS").arg(&index))
+            .await
+            .map_err(|e| self.fail(e))?;
         let mut removed = 0;
-        for index in [
-            sid.map(|s| index_key("sid", s)),
-            sub.map(|s| index_key("sub", s)),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let members: Vec<String> = conn
-                .cmd(redis::cmd("SMEMBERS").arg(&index))
+        for m in &members {
+            let n: i64 = conn
+                .cmd(redis::cmd("DEL").arg(format!("{PREFIX}session:{m}")))
                 .await
                 .map_err(|e| self.fail(e))?;
-            for m in &members {
-                let n: i64 = conn
-                    .cmd(redis::cmd("DEL").arg(format!("{PREFIX}session:{m}")))
-                    .await
-                    .map_err(|e| self.fail(e))?;
-                removed += n as usize;
-            }
-            conn.cmd::<i64>(redis::cmd("DEL").arg(&index))
-                .await
-                .map_err(|e| self.fail(e))?;
+            removed += usize::try_from(n).unwrap_or(0);
         }
+        conn.cmd::<i64>(redis::cmd("DEL").arg(&index))
+            .await
+            .map_err(|e| self.fail(e))?;
         Ok(removed)
     }
 }

@@ -112,24 +112,14 @@ impl SessionStore {
                     return Ok(None);
                 }
             },
-            Some(redis) => {
+            Some(_) => {
                 let Some(ticket) = Ticket::decode(&plain) else {
                     self.metrics.session(SessionEvent::Invalid);
                     return Ok(None);
                 };
-                let Some(sealed) = redis.get(&ticket.id).await? else {
-                    return Ok(None);
-                };
-                let Ok(plain) = SessionCodec::new(&ticket.key).open(&ticket.id, &sealed) else {
-                    self.metrics.session(SessionEvent::Invalid);
-                    return Ok(None);
-                };
-                match serde_json::from_slice::<Session>(&plain) {
-                    Ok(s) => (s, Some(ticket)),
-                    Err(_) => {
-                        self.metrics.session(SessionEvent::Invalid);
-                        return Ok(None);
-                    }
+                match self.reload(&ticket).await? {
+                    Some(s) => (s, Some(ticket)),
+                    None => return Ok(None),
                 }
             }
         };
@@ -137,6 +127,25 @@ impl SessionStore {
             return Ok(None);
         }
         Ok(Some((session, ticket)))
+    }
+
+    /// The session a Redis ticket points at, read again (after a refresh
+    /// race with another replica, say). None when gone or undecodable.
+    pub async fn reload(&self, ticket: &Ticket) -> Result<Option<Session>, StoreError> {
+        let Some(redis) = &self.redis else {
+            return Ok(None);
+        };
+        let Some(sealed) = redis.get(&ticket.id).await? else {
+            return Ok(None);
+        };
+        let session = SessionCodec::new(&ticket.key)
+            .open(&ticket.id, &sealed)
+            .ok()
+            .and_then(|plain| serde_json::from_slice::<Session>(&plain).ok());
+        if session.is_none() {
+            self.metrics.session(SessionEvent::Invalid);
+        }
+        Ok(session)
     }
 
     /// Stores a session and returns the `Set-Cookie` lines to send. With
