@@ -14,7 +14,7 @@ const {
 } = require('./lib/authgate');
 const { stopAll, gate } = require('./lib/common');
 const {
-  httpCheck, grpcCheck, authClient, headerOptions, UPSTREAM_ON_ALLOW,
+  httpCheck, grpcCheck, authClient, headerOptions, headerMap, headerLines, applyHttpAllow, applyGrpcAllow,
 } = require('./lib/extauthz');
 
 const { it, before, after } = gate(skipReason());
@@ -119,23 +119,55 @@ describe('ext_authz: the test as Envoy (issue 4)', () => {
     for (const h of UNSET) assert.equal(next.headers[h], undefined);
   });
 
-  it('HTTP: Envoy applying the allow answer sends the upstream alice\'s identity, never the forged one', async () => {
+  /** What the browser sends with the request: authgate's cookies plus an app cookie. */
+  const withAppCookie = (jar, pathWithQuery) => `${jar.header(`${appBase}${pathWithQuery}`)}; app=1`;
+
+  /** Sends `upstream` (a header map after Envoy's edits) to nginx; returns the echo. */
+  async function forward(upstream, pathWithQuery) {
+    const res = await request(`${nginx.url}${pathWithQuery}`, { headers: headerLines(upstream) });
+    assert.equal(res.status, 200, res.body.slice(0, 200));
+    return parseEcho(res.body);
+  }
+
+  /** The upstream saw the app's cookie and none of authgate's (session, chunks, CSRF). */
+  function assertAppCookieOnly(echo) {
+    const cookies = echo.get('cookie').flatMap((line) => line.split(/;\s*/));
+    assert.ok(cookies.includes('app=1'), `app=1 kept: ${JSON.stringify(echo.get('cookie'))}`);
+    assert.ok(!cookies.some((c) => c.startsWith('_oauth2_proxy')), `authgate's cookies reached the app: ${JSON.stringify(echo.get('cookie'))}`);
+  }
+
+  it('HTTP: Envoy applying the allow sends the upstream alice\'s identity and the app\'s cookie, never authgate\'s cookies or a forged identity', async () => {
     const { jar, next } = await httpLogin('alice', '/app/page');
     assert.equal(next.status, 200);
-    // What Envoy forwards: the client's headers, overwritten by headersToUpstreamOnAllow,
-    // minus x-envoy-auth-headers-to-remove.
-    const upstream = new Map([
+    const cookie = withAppCookie(jar, '/app/page');
+    assert.match(cookie, /(^|; )_oauth2_proxy(_\d+)?=/, 'the browser holds a session cookie');
+    // The client's request as Envoy holds it; the check sees only the included headers.
+    const client = [
       ['x-auth-request-email', 'evil@evil.com'],
       ['x-auth-request-preferred-username', 'evil'],
       ['x-forwarded-preferred-username', 'evil'],
-      ['cookie', jar.header(`${appBase}/app/page`)],
-    ]);
-    for (const h of UPSTREAM_ON_ALLOW) if (next.headers[h] !== undefined) upstream.set(h, next.headers[h]);
-    for (const h of lowerList(next.headers['x-envoy-auth-headers-to-remove'])) upstream.delete(h);
-    const res = await request(`${nginx.url}/app/page`, { headers: [...upstream.entries()] });
-    const echo = parseEcho(res.body);
+      ['cookie', cookie],
+    ];
+    const check = await httpCheck(ag.extAuthzHttpUrl, { pathWithQuery: '/app/page', host: appHost, headers: Object.fromEntries(client) });
+    assert.equal(check.status, 200, check.body.slice(0, 200));
+    const echo = await forward(applyHttpAllow(headerMap(client), check), '/app/page');
     assert.deepEqual(echo.get('x-auth-request-email'), ['alice@example.com']);
-    assert.doesNotMatch(res.body, /evil/);
+    assert.doesNotMatch(echo.text, /evil/);
+    assertAppCookieOnly(echo);
+  });
+
+  it('HTTP: a Cookie header holding only authgate\'s cookies does not reach the upstream at all', async () => {
+    const { jar, next } = await httpLogin('alice', '/app/only');
+    assert.equal(next.status, 200);
+    // Only authgate's: the jar (like a browser) also holds the IdP's cookies for 127.0.0.1.
+    const own = jar.header(`${appBase}/app/only`).split('; ').filter((c) => c.startsWith('_oauth2_proxy'));
+    assert.ok(own.length > 0, 'the browser holds a session cookie');
+    const client = [['cookie', own.join('; ')]];
+    const check = await httpCheck(ag.extAuthzHttpUrl, { pathWithQuery: '/app/only', host: appHost, headers: Object.fromEntries(client) });
+    assert.equal(check.status, 200);
+    const echo = await forward(applyHttpAllow(headerMap(client), check), '/app/only');
+    assert.deepEqual(echo.get('x-auth-request-email'), ['alice@example.com']);
+    assert.deepEqual(echo.get('cookie'), [], 'no Cookie header upstream');
   });
 
   it('HTTP: bob is denied with 403 and never allowed', async () => {
@@ -211,6 +243,24 @@ describe('ext_authz: the test as Envoy (issue 4)', () => {
     const removed = next.ok_response.headers_to_remove.map((h) => h.toLowerCase());
     for (const h of UNSET) assert.ok(removed.includes(h), `${h} in headers_to_remove ${removed}`);
     for (const h of headers.map((o) => o.key)) assert.ok(!removed.includes(h), `${h} is both set and removed`);
+  });
+
+  it('gRPC: Envoy applying ok_response sends the upstream alice\'s identity and the app\'s cookie, never authgate\'s cookies', async () => {
+    const { jar, next } = await grpcLogin('alice', '/grpc/app');
+    assert.equal(next.status.code, 0, JSON.stringify(next));
+    const cookie = withAppCookie(jar, '/grpc/app');
+    assert.match(cookie, /(^|; )_oauth2_proxy(_\d+)?=/, 'the browser holds a session cookie');
+    const client = [
+      ['x-forwarded-email', 'evil@evil.com'],
+      ['x-forwarded-preferred-username', 'evil'],
+      ['cookie', cookie],
+    ];
+    const check = await grpcCheck(grpcClient, { pathWithQuery: '/grpc/app', host: appHost, headers: Object.fromEntries(client) });
+    assert.equal(check.status.code, 0, JSON.stringify(check));
+    const echo = await forward(applyGrpcAllow(headerMap(client), check.ok_response), '/grpc/app');
+    assert.deepEqual(echo.get('x-forwarded-email'), ['alice@example.com']);
+    assert.doesNotMatch(echo.text, /evil/);
+    assertAppCookieOnly(echo);
   });
 
   it('gRPC: a session cookie joined with "," from several cookie lines still counts; header_map works too', async () => {

@@ -103,6 +103,34 @@ describe('Redis session store (issue 5)', () => {
       { timeoutMs: 10000, what: '/ready to answer 200 after Redis returned' });
   });
 
+  it('ends only the logged-out IdP session\'s sessions when the logout token names a sid', async () => {
+    assert.equal((await navigate(ctx, `${ag.url}/redis/page`)).status, 200);
+    // A second browser: a second IdP session (own sid) for the same alice.
+    const other = await newContext(browser);
+    try {
+      const page = await other.newPage();
+      const resp = await browserLogin(page, `${ag.url}/redis/page`, 'alice', idp);
+      assert.equal(resp.status(), 200);
+      assert.equal((await navigate(other, `${ag.url}/redis/page`)).status, 200);
+      const sent = idp.stats.backchannel.length;
+      await page.goto(`${idp.issuer}/session/end`);
+      await Promise.all([page.waitForNavigation(), page.click('#logout-yes')]);
+      await waitFor(() => idp.stats.backchannel.length > sent, { timeoutMs: 10000, what: 'the IdP to send the logout token' });
+      const tokens = idp.stats.backchannel.slice(sent);
+      assert.deepEqual(tokens.map((b) => b.ok), [true], JSON.stringify(tokens));
+      assert.ok(tokens[0].sid, 'the logout token names the IdP session (backchannel_logout_session_required)');
+      await waitFor(async () => redirectsToIdp(await navigate(other, `${ag.url}/redis/page`), idp),
+        { timeoutMs: 5000, what: 'the logged-out browser\'s session to end' });
+      // authgate answered the logout token before the IdP's logout finished,
+      // so the first browser's session has been decided on already.
+      const kept = await navigate(ctx, `${ag.url}/redis/page`);
+      assert.equal(kept.status, 200, 'the other IdP session\'s browser stays signed in');
+      assert.deepEqual(parseEcho(kept.body).get('x-forwarded-email'), ['alice@example.com']);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('ends the session on a back-channel logout from the IdP', async (t) => {
     assert.equal((await navigate(ctx, `${ag.url}/redis/page`)).status, 200);
     const probe = await request(`${ag.url}/oauth2/backchannel_logout`, {
@@ -112,11 +140,13 @@ describe('Redis session store (issue 5)', () => {
       t.skip('authgate has no /oauth2/backchannel_logout endpoint (not in CONTRACT.md)');
       return;
     }
+    const sent = idp.stats.backchannel.length;
     const page = await ctx.newPage();
     await page.goto(`${idp.issuer}/session/end`);
     await Promise.all([page.waitForNavigation(), page.click('#logout-yes')]);
-    await waitFor(() => idp.stats.backchannel.length > 0, { timeoutMs: 10000, what: 'the IdP to send the logout token' });
-    assert.deepEqual(idp.stats.backchannel.map((b) => b.ok), [true], JSON.stringify(idp.stats.backchannel));
+    await waitFor(() => idp.stats.backchannel.length > sent, { timeoutMs: 10000, what: 'the IdP to send the logout token' });
+    const tokens = idp.stats.backchannel.slice(sent);
+    assert.deepEqual(tokens.map((b) => b.ok), [true], JSON.stringify(tokens));
     await waitFor(async () => redirectsToIdp(await navigate(ctx, `${ag.url}/redis/page`), idp),
       { timeoutMs: 5000, what: 'the session to end after back-channel logout' });
     await page.close();
