@@ -4,7 +4,7 @@
 //! the upstream would see after Envoy applies an allow never carries a forged
 //! identity. Runs the real binary against the demo IdP served in-process.
 
-mod extauthz_support;
+mod support;
 
 use std::collections::BTreeMap;
 
@@ -13,12 +13,12 @@ use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{
     attribute_context, AttributeContext, CheckRequest, CheckResponse,
 };
-use extauthz_support::{self as support, Authgate};
-use tokio::net::TcpListener;
+use support::{Authgate, GateConfig, TestServer};
 use tonic::transport::Channel;
 
 const SPOOFED_EMAIL: &str = "evil@evil.test";
 /// Identity headers a user list `headersToUpstreamOnAllow` would name.
+/// (It names `cookie` too: authgate returns it without its own cookies.)
 const IDENTITY: &[&str] = &[
     "x-auth-request-user",
     "x-auth-request-email",
@@ -69,6 +69,14 @@ impl Seen {
         self.upstream.get("x-auth-request-email").cloned()
     }
 
+    /// Every `cookie` line the upstream would get, joined.
+    fn upstream_cookies(&self) -> String {
+        self.upstream
+            .get("cookie")
+            .map(|v| v.join("; "))
+            .unwrap_or_default()
+    }
+
     fn cookie_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .set_cookies
@@ -98,6 +106,8 @@ impl Seen {
 
 struct Env {
     _authgate: Authgate,
+    idp: TestServer,
+    _echo: TestServer,
     issuer: String,
     /// The app's authority: the proxy's own, and what Envoy reports as Host.
     app: String,
@@ -108,56 +118,37 @@ struct Env {
 
 impl Env {
     async fn start() -> Env {
-        let listen = support::free_port();
         let http_port = support::free_port();
         let grpc_port = support::free_port();
-        let app = format!("127.0.0.1:{listen}");
-        let (issuer, _idp) =
-            support::start_idp(vec![format!("http://{app}/oauth2/callback")]).await;
-        let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let echo_addr = echo.local_addr().unwrap();
-        support::serve(echo, support::echo());
-        let config = format!(
-            r#"server:
-  listen: 127.0.0.1:{listen}
-  ext_authz_http: 127.0.0.1:{http_port}
-  ext_authz_grpc: 127.0.0.1:{grpc_port}
-  threads: 1
-  shutdown_grace: 1s
-provider:
-  issuer_url: {issuer}
-  client_id: {id}
-  client_secret: {secret}
-  claims:
-    preferred_username: nickname
-cookie:
-  secret: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY
-  secure: false
-authorization:
-  allowed_groups: [admins]
-  skip_auth_routes: ["^/public/"]
-  api_routes: ["^/api/"]
-upstreams:
-  - path: /
-    url: http://{echo_addr}
-"#,
-            id = support::CLIENT_ID,
-            secret = support::CLIENT_SECRET,
-        );
-        let authgate = Authgate::start(&config, &format!("http://{app}/ready")).await;
+        let idp = TestServer::idp().await;
+        let echo = TestServer::echo("app").await;
+        let mut cfg = GateConfig::new(idp.port(), &[("/", echo.port())]);
+        cfg.server = vec![
+            format!("  ext_authz_http: 127.0.0.1:{http_port}"),
+            format!("  ext_authz_grpc: 127.0.0.1:{grpc_port}"),
+        ];
+        cfg.provider = vec![
+            "  claims:".into(),
+            "    preferred_username: nickname".into(),
+        ];
+        cfg.authorization = vec![
+            "  allowed_groups: [admins]".into(),
+            "  skip_auth_routes: [\"^/public/\"]".into(),
+            "  api_routes: [\"^/api/\"]".into(),
+        ];
+        let authgate = Authgate::run(&cfg).await;
         let grpc = AuthorizationClient::connect(format!("http://127.0.0.1:{grpc_port}"))
             .await
             .unwrap();
         Env {
             _authgate: authgate,
-            issuer,
-            app,
+            issuer: format!("http://127.0.0.1:{}", idp.port()),
+            idp,
+            _echo: echo,
+            app: format!("127.0.0.1:{}", cfg.port),
             http_check: ([127, 0, 0, 1], http_port).into(),
             grpc,
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            client: support::client(),
         }
     }
 
@@ -201,7 +192,10 @@ upstreams:
             .is_some_and(|v| v == "application/json");
         // The proxy answers `/ping` itself: only the echo's JSON is upstream.
         let upstream = if status == 200 && from_upstream {
-            resp.json().await.unwrap()
+            let echo = support::echo_json(&resp.text().await.unwrap());
+            let pairs: Vec<(String, String)> =
+                serde_json::from_value(echo["headers"].clone()).unwrap();
+            as_map(&pairs)
         } else {
             BTreeMap::new()
         };
@@ -215,8 +209,8 @@ upstreams:
 
     /// As Envoy's `envoyExtAuthzHttp` does: only Host, cookie, authorization
     /// and X-Forwarded-Proto reach the check; on exactly 200 the identity
-    /// headers overwrite the client's, then `x-envoy-auth-headers-to-remove`
-    /// is applied.
+    /// headers and `cookie` overwrite the client's, then
+    /// `x-envoy-auth-headers-to-remove` is applied.
     async fn http(&self, i: &Input) -> Seen {
         let mut headers = vec![("host", self.app.as_str()), ("x-forwarded-proto", "http")];
         if let Some(c) = &i.cookie {
@@ -231,7 +225,7 @@ upstreams:
         let mut upstream = BTreeMap::new();
         if status == 200 {
             upstream = as_map(&self.client_headers(i));
-            for name in IDENTITY {
+            for name in IDENTITY.iter().chain(&["cookie"]) {
                 let values: Vec<String> = h
                     .get_all(*name)
                     .iter()
@@ -358,6 +352,12 @@ upstreams:
         out
     }
 
+    /// `user` signs in at the IdP for a login redirect; returns the callback URL.
+    async fn login_at_idp(&self, location: &str, user: &str) -> url::Url {
+        let authorize = url::Url::parse(location).unwrap();
+        support::login_at_idp(&self.client, &authorize, user).await
+    }
+
     /// A whole login through one front end; returns the callback's answer.
     async fn login(&mut self, front: Front, user: &str, target: &str) -> (Seen, Seen) {
         let first = self.ask(front, &input(target)).await;
@@ -368,7 +368,7 @@ upstreams:
             "{location}"
         );
         let csrf = support::cookie_pair(&first.set_cookies[0]);
-        let back = support::login_at_idp(&location, user).await;
+        let back = self.login_at_idp(&location, user).await;
         assert_eq!(back.authority(), self.app);
         let callback = Input {
             path: format!("{}?{}", back.path(), back.query().unwrap()),
@@ -434,8 +434,8 @@ async fn one_decision_gives_the_same_outcome_on_all_three_front_ends() {
     assert_eq!(next.status, 200);
 
     let redirect_uri = format!("http://{}/oauth2/callback", env.app);
-    let alice_jwt = support::id_token(&env.issuer, &redirect_uri, "alice").await;
-    let bob_jwt = support::id_token(&env.issuer, &redirect_uri, "bob").await;
+    let alice_jwt = support::id_token(&env.idp, &redirect_uri, "alice").await;
+    let bob_jwt = support::id_token(&env.idp, &redirect_uri, "bob").await;
     let alice_email = Some(vec!["alice@example.com".to_owned()]);
 
     struct Row {
@@ -541,6 +541,10 @@ async fn one_decision_gives_the_same_outcome_on_all_three_front_ends() {
                     let n = seen.upstream.get(*name).map_or(0, Vec::len);
                     assert!(n <= 1, "{name} reached the upstream {n} times: {what}");
                 }
+                assert!(
+                    !seen.upstream_cookies().contains("_oauth2_proxy"),
+                    "authgate's cookies reached the upstream: {what}"
+                );
             }
             if seen.status == 302 {
                 let loc = seen.location.as_deref().unwrap_or_default();
@@ -591,7 +595,9 @@ async fn the_login_callback_is_answered_alike_on_all_three_front_ends() {
 
         // A state that matches no flow: 4xx, no session.
         let first = env.ask(front, &input("/app/x")).await;
-        let back = support::login_at_idp(first.location.as_deref().unwrap(), "alice").await;
+        let back = env
+            .login_at_idp(first.location.as_deref().unwrap(), "alice")
+            .await;
         let bad = Input {
             path: format!(
                 "{}?{}",
@@ -618,6 +624,54 @@ async fn the_login_callback_is_answered_alike_on_all_three_front_ends() {
                 seen.upstream_email(),
                 Some(vec!["alice@example.com".to_owned()]),
                 "{front:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_gets_the_apps_cookies_without_authgates_on_all_three_front_ends() {
+    let mut env = Env::start().await;
+    let (_, cb) = env.login(Front::Proxy, "alice", "/app/home").await;
+    let alice = cb.session_cookie();
+    assert!(alice.starts_with("_oauth2_proxy="), "{cb:?}");
+    let with_cookie = |path: &str, cookie: String| Input {
+        path: path.into(),
+        cookie: Some(cookie),
+        ..Default::default()
+    };
+    let cases = [
+        (
+            "alice's session beside app cookies",
+            with_cookie("/app/page", format!("theme=dark; {alice}; lang=en")),
+            "theme=dark; lang=en",
+        ),
+        (
+            "only alice's session: no cookie header upstream",
+            with_cookie("/app/page", alice.clone()),
+            "",
+        ),
+        (
+            "a skip route with chunk and CSRF cookies",
+            with_cookie(
+                "/public/x",
+                "_oauth2_proxy_csrf_abc=v; theme=dark; _oauth2_proxy_1=zz".into(),
+            ),
+            "theme=dark",
+        ),
+        (
+            "a skip route with app cookies only: left as sent",
+            with_cookie("/public/x", "theme=dark; _oauth2_proxy_other=1".into()),
+            "theme=dark; _oauth2_proxy_other=1",
+        ),
+    ];
+    for (name, input, expected) in cases {
+        for (front, seen) in env.ask_all(&input).await {
+            assert_eq!(seen.status, 200, "{name} via {front:?}: {seen:?}");
+            assert_eq!(
+                seen.upstream_cookies(),
+                expected,
+                "{name} via {front:?}: {seen:?}"
             );
         }
     }

@@ -299,3 +299,47 @@ async fn demo_command_signs_alice_in_and_forbids_bob() {
     };
     assert_eq!(status, 403);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_state_authgate_could_not_have_issued_is_400_without_any_set_cookie() {
+    let w = world().await;
+    let mut jar = Jar::default();
+    let authorize = start_login(&w.client, &mut jar, &w.gate.url("/")).await;
+    let callback = login_at_idp(&w.client, &authorize, "alice").await;
+    let state = query_param(&callback, "state").unwrap();
+    assert_eq!(state.len(), 43, "authgate's states are 43 base64url chars");
+    for bad in [
+        "x=1;Path=/a;".to_owned(),
+        format!("{state};Path=/"),
+        state[..42].to_owned(),
+        format!("{}.", &state[..42]),
+    ] {
+        let mut forged = callback.clone();
+        let pairs: Vec<(String, String)> = callback
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "state" {
+                    bad.clone()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        forged.query_pairs_mut().clear().extend_pairs(pairs);
+        let r = w
+            .client
+            .get(forged.as_str())
+            .header("accept", "text/html")
+            .header("cookie", jar.header())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "state {bad:?}");
+        assert_eq!(set_cookies(&r), Vec::<String>::new(), "state {bad:?}");
+    }
+    // The genuine callback is still good: only the state was refused.
+    let r = get(&w.client, &mut jar, callback.as_str(), "text/html").await;
+    assert_eq!(r.status(), 302);
+    assert!(!jar.session_names().is_empty(), "{jar:?}");
+}

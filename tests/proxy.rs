@@ -302,3 +302,65 @@ async fn headers_over_64_kib_get_431_and_are_not_forwarded() {
     );
     assert_eq!(seen[0].target, "/public/small");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_targets_not_starting_with_a_slash_or_not_utf8_get_400_and_never_reach_upstream() {
+    let idp = TestServer::idp().await;
+    let up = TestServer::echo("root").await;
+    let mut cfg = GateConfig::new(idp.port(), &[("/", up.port())]);
+    // Pingora's parsed Uri of such targets is `/` or lossy: a skip route
+    // matching it must not let the raw target through.
+    cfg.authorization = vec!["  skip_auth_routes: [\"^/$\", \"^/public/\"]".into()];
+    let gate = Authgate::run(&cfg).await;
+    let request = |target: &[u8]| {
+        let mut r = b"GET ".to_vec();
+        r.extend_from_slice(target);
+        r.extend_from_slice(
+            format!(
+                " HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+                gate.port
+            )
+            .as_bytes(),
+        );
+        r
+    };
+    for target in [
+        &b"foo:/admin"[..],
+        b"admin",
+        b"admin?x=1",
+        b"\xff/admin",
+        b"/public/\xff",
+        b"/public/\xe9t\xe9",
+    ] {
+        let (status, text) = raw_exchange(gate.addr(), request(target)).await;
+        let shown = String::from_utf8_lossy(target);
+        assert_eq!(status, 400, "{shown}: {text}");
+        assert!(up.seen().is_empty(), "{shown} was proxied: {:?}", up.seen());
+    }
+    // The skip routes themselves still work, so they are not what refused.
+    for target in [&b"/"[..], b"/public/ok"] {
+        let (status, text) = raw_exchange(gate.addr(), request(target)).await;
+        assert_eq!(status, 200, "{text}");
+    }
+    assert_eq!(up.seen().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_ascii_app_cookies_reach_upstream_without_authgates_cookies() {
+    let (_idp, up, gate) = basic().await;
+    let mut request = format!(
+        "GET /public/page HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n",
+        gate.port
+    )
+    .into_bytes();
+    request.extend_from_slice(b"Cookie: app=1; pref=\xe9; _oauth2_proxy=x\r\n");
+    request.extend_from_slice(b"Cookie: _oauth2_proxy_csrf_abc=y; lang=\xc3\xa9\r\n\r\n");
+    let (status, text) = raw_exchange(gate.addr(), request).await;
+    assert_eq!(status, 200, "{text}");
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].header_bytes("cookie"),
+        [b"app=1; pref=\xe9".to_vec(), b"lang=\xc3\xa9".to_vec()]
+    );
+}

@@ -249,4 +249,103 @@ mod tests {
             assert_eq!(bearer_jwt(&h), None, "{other}");
         }
     }
+
+    use crate::authz::Listener;
+    use crate::extauthz::grpc::testkit::{self, Kit};
+
+    /// A JWT in shape only: three non-empty parts no issuer signed.
+    const FORGED_JWT: &str = "eyJhbGciOiJSUzI1NiIsImtpZCI6Im5vIn0.eyJzdWIiOiJhbGljZSJ9.c2ln";
+
+    async fn decide(kit: &Kit, headers: &[(&'static str, &str)]) -> Decision {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in headers {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        let view = RequestView {
+            listener: Listener::Proxy,
+            method: "GET",
+            scheme: "http",
+            host: testkit::HOST,
+            uri: "/app",
+            headers: &h,
+            client_ip: None,
+        };
+        kit.gate.decide(&view).await
+    }
+
+    fn reply(d: Decision) -> Reply {
+        match d {
+            Decision::Reply(r) => r,
+            other => panic!("not a reply: {:?}", other.outcome()),
+        }
+    }
+
+    fn header<'r>(r: &'r Reply, name: &str) -> Vec<&'r str> {
+        r.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.to_str().unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_refused_jwt_beside_a_valid_session_uses_the_session() {
+        let kit = testkit::kit("").await;
+        let alice = kit.session_cookie("alice").await;
+        let bearer = format!("Bearer {FORGED_JWT}");
+        let d = decide(
+            &kit,
+            &[
+                ("authorization", &bearer),
+                ("cookie", &alice),
+                ("accept", "text/html"),
+            ],
+        )
+        .await;
+        let Decision::Allow(grant) = d else {
+            panic!("not allowed: {:?}", d.outcome());
+        };
+        assert_eq!(grant.identity.email, "alice@example.com");
+        // The refused token is not passed on as if it were hers.
+        assert!(grant.id_token.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_refused_jwt_without_a_session_is_401_invalid_token_even_for_a_browser() {
+        let kit = testkit::kit("").await;
+        let bearer = format!("Bearer {FORGED_JWT}");
+        for accept in ["text/html,application/xhtml+xml", "application/json"] {
+            let r = reply(decide(&kit, &[("authorization", &bearer), ("accept", accept)]).await);
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{accept}");
+            assert_eq!(
+                header(&r, "www-authenticate"),
+                [r#"Bearer error="invalid_token""#],
+                "{accept}"
+            );
+            assert!(header(&r, "location").is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn an_opaque_bearer_is_not_ours_so_a_browser_without_a_session_goes_to_login() {
+        let kit = testkit::kit("").await;
+        let r = reply(
+            decide(
+                &kit,
+                &[("authorization", "Bearer glsa_x"), ("accept", "text/html")],
+            )
+            .await,
+        );
+        assert_eq!(r.status, StatusCode::FOUND);
+        assert!(header(&r, "location")[0].starts_with(&kit.issuer));
+        assert!(header(&r, "www-authenticate").is_empty());
+        // And with a session, the session decides.
+        let alice = kit.session_cookie("alice").await;
+        let d = decide(
+            &kit,
+            &[("authorization", "Bearer glsa_x"), ("cookie", &alice)],
+        )
+        .await;
+        assert!(matches!(d, Decision::Allow(_)), "{:?}", d.outcome());
+    }
 }

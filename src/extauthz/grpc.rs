@@ -506,20 +506,32 @@ pub(crate) mod testkit {
 
     /// A discovered gate; `server_extra` is indented YAML for `server:`.
     pub async fn kit(server_extra: &str) -> Kit {
-        start(server_extra, "", true).await
+        start(server_extra, "", SKIP_ROUTES, true).await
     }
 
     /// Same, with extra keys for `cookie:`.
     pub async fn kit_with_cookie(cookie_extra: &str) -> Kit {
-        start("", cookie_extra, true).await
+        start("", cookie_extra, SKIP_ROUTES, true).await
+    }
+
+    /// Same, with other `skip_auth_routes` (a YAML flow list).
+    pub async fn kit_with_skip_routes(skip_routes: &str) -> Kit {
+        start("", "", skip_routes, true).await
     }
 
     /// A gate whose IdP never answers.
     pub async fn kit_without_idp() -> Kit {
-        start("", "", false).await
+        start("", "", SKIP_ROUTES, false).await
     }
 
-    async fn start(server_extra: &str, cookie_extra: &str, serve_idp: bool) -> Kit {
+    const SKIP_ROUTES: &str = r#"["^/public/"]"#;
+
+    async fn start(
+        server_extra: &str,
+        cookie_extra: &str,
+        skip_routes: &str,
+        serve_idp: bool,
+    ) -> Kit {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let issuer = format!("http://{addr}");
@@ -559,7 +571,7 @@ cookie:
 {cookie_extra}
 authorization:
   allowed_groups: [admins]
-  skip_auth_routes: ["^/public/"]
+  skip_auth_routes: {skip_routes}
   api_routes: ["^/api/"]
 upstreams:
   - path: /
@@ -1089,5 +1101,89 @@ mod tests {
             redirect_uri(&resp),
             "https://app.example.test/oauth2/callback"
         );
+    }
+
+    #[tokio::test]
+    async fn an_ok_overwrites_cookie_without_authgates_cookies() {
+        let kit = testkit::kit("").await;
+        let alice = kit.session_cookie("alice").await;
+        // One line, and several lines as Envoy joins them.
+        let one = request(
+            "/app",
+            &[(
+                "cookie",
+                &format!("theme=dark; {alice}; _oauth2_proxy_csrf_ab=c; a=b"),
+            )],
+        );
+        let joined = request(
+            "/app",
+            &[
+                ("cookie", "theme=dark"),
+                ("cookie", &alice),
+                ("cookie", "a=b"),
+            ],
+        );
+        for req in [one, joined] {
+            let resp = check(&kit, &req).await;
+            assert_eq!(code(&resp), OK, "{resp:?}");
+            let ok = ok(&resp);
+            let cookie = options(&ok.headers, "cookie");
+            assert_eq!(cookie.len(), 1, "{:?}", ok.headers);
+            assert_eq!(
+                cookie[0].append_action,
+                HeaderAppendAction::OverwriteIfExistsOrAdd as i32
+            );
+            let kept = value(cookie[0]);
+            assert!(!kept.contains("_oauth2_proxy"), "{kept}");
+            assert!(
+                kept.starts_with("theme=dark") && kept.ends_with("a=b"),
+                "{kept}"
+            );
+            assert!(!ok.headers_to_remove.iter().any(|r| r == "cookie"));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ok_removes_cookie_when_only_authgates_cookies_were_sent() {
+        let kit = testkit::kit("").await;
+        let alice = kit.session_cookie("alice").await;
+        for req in [
+            request("/app", &[("cookie", &alice)]),
+            request(
+                "/public/x",
+                &[("cookie", "_oauth2_proxy_1=a; _oauth2_proxy_csrf=b")],
+            ),
+        ] {
+            let resp = check(&kit, &req).await;
+            assert_eq!(code(&resp), OK, "{resp:?}");
+            let ok = ok(&resp);
+            assert!(
+                options(&ok.headers, "cookie").is_empty(),
+                "{:?}",
+                ok.headers
+            );
+            assert!(
+                ok.headers_to_remove.iter().any(|r| r == "cookie"),
+                "{:?}",
+                ok.headers_to_remove
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ok_leaves_cookie_alone_when_none_of_authgates_is_present() {
+        let kit = testkit::kit("").await;
+        for req in [
+            request("/public/x", &[]),
+            request(
+                "/public/x",
+                &[("cookie", "theme=dark; _oauth2_proxy_other=1")],
+            ),
+        ] {
+            let resp = check(&kit, &req).await;
+            let ok = ok(&resp);
+            assert!(options(&ok.headers, "cookie").is_empty());
+            assert!(!ok.headers_to_remove.iter().any(|r| r == "cookie"));
+        }
     }
 }

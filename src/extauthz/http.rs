@@ -215,7 +215,11 @@ mod tests {
     use http::Method;
 
     fn request(path: &str, headers: &[(&str, &str)]) -> RequestHeader {
-        let mut req = RequestHeader::build(Method::GET, path.as_bytes(), None).unwrap();
+        request_bytes(path.as_bytes(), headers)
+    }
+
+    fn request_bytes(path: &[u8], headers: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build(Method::GET, path, None).unwrap();
         req.insert_header("host", testkit::HOST).unwrap();
         for (k, v) in headers {
             req.append_header(k.to_string(), *v).unwrap();
@@ -410,5 +414,99 @@ mod tests {
         let resp = check(&kit, "/app", &[]).await;
         assert!(resp.status().is_server_error(), "{}", resp.status());
         assert_eq!(all(&resp, "cache-control"), ["no-store"]);
+    }
+
+    #[tokio::test]
+    async fn a_target_not_starting_with_a_slash_or_not_utf8_is_400_never_an_allow() {
+        // Pingora parses these to `/` or a lossy `/public/...`: skip routes
+        // for both must not let the raw target through.
+        let kit = testkit::kit_with_skip_routes(r#"["^/$", "^/public/"]"#).await;
+        let svc = ExtAuthzHttp::new(kit.gate.clone());
+        for target in [
+            &b"foo:/public/x"[..],
+            b"foo:/admin",
+            b"admin",
+            b"public/x",
+            b"\xff/public/x",
+            b"/public/\xff",
+        ] {
+            let shown = String::from_utf8_lossy(target);
+            let (_, resp) = svc.check(&request_bytes(target, &[]), None).await;
+            assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{shown}");
+            assert!(removed(&resp).is_empty(), "{shown}");
+        }
+        // Origin-form and absolute-form targets are decided as usual.
+        for target in [&b"/"[..], b"/public/x", b"http://app.example.test/public/x"] {
+            let (_, resp) = svc.check(&request_bytes(target, &[]), None).await;
+            assert_eq!(resp.status(), StatusCode::OK);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_allow_rewrites_cookie_without_authgates_cookies() {
+        let kit = testkit::kit("").await;
+        let alice = kit.session_cookie("alice").await;
+        let mixed = format!("theme=dark; {alice}; _oauth2_proxy_csrf_ab=c; lang=\u{e9}n");
+        let resp = check(&kit, "/app", &[("cookie", &mixed)]).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            resp.headers()
+                .get_all("cookie")
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect::<Vec<_>>(),
+            [&b"theme=dark; lang=\xc3\xa9n"[..]]
+        );
+        assert!(!removed(&resp).iter().any(|r| r == "cookie"));
+        // Several lines are joined into the one header Envoy sets.
+        let resp = check(
+            &kit,
+            "/app",
+            &[
+                ("cookie", "theme=dark"),
+                ("cookie", &alice),
+                ("cookie", "a=b"),
+            ],
+        )
+        .await;
+        assert_eq!(all(&resp, "cookie"), ["theme=dark; a=b"]);
+    }
+
+    #[tokio::test]
+    async fn an_allow_removes_cookie_when_only_authgates_cookies_were_sent() {
+        let kit = testkit::kit("").await;
+        let alice = kit.session_cookie("alice").await;
+        let resp = check(&kit, "/app", &[("cookie", &alice)]).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(resp.headers().get("cookie").is_none());
+        assert!(
+            removed(&resp).iter().any(|r| r == "cookie"),
+            "{:?}",
+            removed(&resp)
+        );
+        // The same on a skip route, for stray chunk and CSRF cookies.
+        let resp = check(
+            &kit,
+            "/public/x",
+            &[("cookie", "_oauth2_proxy_1=a; _oauth2_proxy_csrf_x=b")],
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(resp.headers().get("cookie").is_none());
+        assert!(removed(&resp).iter().any(|r| r == "cookie"));
+    }
+
+    #[tokio::test]
+    async fn an_allow_leaves_cookie_alone_when_none_of_authgates_is_present() {
+        let kit = testkit::kit("").await;
+        for headers in [
+            &[][..],
+            &[("cookie", "theme=dark; _oauth2_proxy_other=1")][..],
+        ] {
+            let resp = check(&kit, "/public/x", headers).await;
+            assert_eq!(resp.status(), StatusCode::OK);
+            assert!(resp.headers().get("cookie").is_none(), "{headers:?}");
+            assert!(!removed(&resp).iter().any(|r| r == "cookie"), "{headers:?}");
+        }
     }
 }

@@ -550,6 +550,43 @@ mod tests {
         );
     }
 
+    #[test]
+    fn strip_bytes_keeps_non_ascii_app_cookies_verbatim() {
+        let line = b"app=1; pref=\xe9; _oauth2_proxy=x";
+        assert_eq!(
+            strip_own_cookies_bytes(line, "_oauth2_proxy").as_deref(),
+            Some(&b"app=1; pref=\xe9"[..])
+        );
+        let line = b"_oauth2_proxy_csrf_ab=c;lang=\xc3\xa9 ; _oauth2_proxy_2=z, x=\xff\xfe";
+        assert_eq!(
+            strip_own_cookies_bytes(line, "_oauth2_proxy").as_deref(),
+            Some(&b"lang=\xc3\xa9; x=\xff\xfe"[..])
+        );
+    }
+
+    #[test]
+    fn strip_bytes_without_own_cookies_borrows_and_of_only_own_is_none() {
+        let line = b"pref=\xe9;app=1";
+        assert!(matches!(
+            strip_own_cookies_bytes(line, "_oauth2_proxy"),
+            Some(Cow::Borrowed(b)) if b == line
+        ));
+        assert_eq!(
+            strip_own_cookies_bytes(b"_oauth2_proxy=\xe9; _oauth2_proxy_0=a", "_oauth2_proxy"),
+            None
+        );
+    }
+
+    #[test]
+    fn strip_bytes_never_mistakes_a_non_ascii_name_for_ours() {
+        let line =
+            b"_oauth2_proxy\xe9=1; _oauth2_proxy_\xe9=2; \xe9_oauth2_proxy=3; _oauth2_proxy=s";
+        assert_eq!(
+            strip_own_cookies_bytes(line, "_oauth2_proxy").as_deref(),
+            Some(&b"_oauth2_proxy\xe9=1; _oauth2_proxy_\xe9=2; \xe9_oauth2_proxy=3"[..])
+        );
+    }
+
     // --- attributes ---
 
     #[test]

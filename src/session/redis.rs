@@ -388,4 +388,96 @@ mod tests {
         assert!(!k.contains('*'));
         assert_eq!(k.len(), "authgate:sub:".len() + 64);
     }
+
+    /// A throwaway `redis-server` on a free loopback port, killed on drop.
+    struct LocalRedis {
+        child: std::process::Child,
+        port: u16,
+    }
+
+    impl Drop for LocalRedis {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// None (with a note) when `redis-server` is not installed.
+    fn local_redis() -> Option<LocalRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let spawned = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        match spawned {
+            Ok(child) => Some(LocalRedis { child, port }),
+            Err(e) => {
+                println!("skipped: redis-server not runnable ({e})");
+                None
+            }
+        }
+    }
+
+    async fn connected_store(port: u16) -> Arc<RedisStore> {
+        let cfg = config::Redis {
+            url: format!("redis://127.0.0.1:{port}/0"),
+        };
+        let store = Arc::new(RedisStore::new(&cfg, Metrics::new().unwrap()).unwrap());
+        let bg = store.clone();
+        // The prober runs for the test's life, as it does for the process's.
+        tokio::spawn(async move { bg.maintain().await });
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !store.is_up() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        store
+    }
+
+    #[tokio::test]
+    async fn back_channel_revoke_takes_only_the_sid_when_named_else_every_session_of_the_sub() {
+        let Some(redis) = local_redis() else {
+            return;
+        };
+        let store = connected_store(redis.port).await;
+        let (a, b, c, other) = ([1u8; 16], [2u8; 16], [3u8; 16], [4u8; 16]);
+        store
+            .put(&a, "sealed-a", 600, Some("sid-1"), "alice")
+            .await
+            .unwrap();
+        store
+            .put(&b, "sealed-b", 600, Some("sid-2"), "alice")
+            .await
+            .unwrap();
+        store.put(&c, "sealed-c", 600, None, "alice").await.unwrap();
+        store
+            .put(&other, "sealed-o", 600, Some("sid-9"), "bob")
+            .await
+            .unwrap();
+
+        // A logout token naming a sid ends that IdP session only.
+        assert_eq!(store.revoke(Some("sid-1"), Some("alice")).await.unwrap(), 1);
+        assert_eq!(store.get(&a).await.unwrap(), None);
+        assert_eq!(store.get(&b).await.unwrap().as_deref(), Some("sealed-b"));
+        assert_eq!(store.get(&c).await.unwrap().as_deref(), Some("sealed-c"));
+
+        // Without a sid, every session of the sub goes; others stay.
+        assert_eq!(store.revoke(None, Some("alice")).await.unwrap(), 2);
+        assert_eq!(store.get(&b).await.unwrap(), None);
+        assert_eq!(store.get(&c).await.unwrap(), None);
+        assert_eq!(
+            store.get(&other).await.unwrap().as_deref(),
+            Some("sealed-o")
+        );
+        assert_eq!(store.revoke(None, None).await.unwrap(), 0);
+    }
 }

@@ -70,7 +70,9 @@ where
 pub struct Seen {
     pub method: String,
     pub target: String,
+    /// Values decoded lossily; [`Seen::header_bytes`] has the exact bytes.
     pub headers: Vec<(String, String)>,
+    raw_headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
 }
 
@@ -86,6 +88,15 @@ impl Seen {
 
     pub fn header(&self, name: &str) -> Option<String> {
         self.header_all(name).into_iter().next()
+    }
+
+    /// Every value of a header exactly as received (non-UTF-8 included).
+    pub fn header_bytes(&self, name: &str) -> Vec<Vec<u8>> {
+        self.raw_headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     fn is_upgrade(&self) -> bool {
@@ -311,19 +322,19 @@ async fn serve_conn(
                 .await?;
             return Ok(());
         }
+        let raw_headers: Vec<(String, Vec<u8>)> = req
+            .headers
+            .iter()
+            .map(|h| (h.name.to_owned(), h.value.to_vec()))
+            .collect();
         let mut got = Seen {
             method: req.method.unwrap_or("").to_owned(),
             target: req.path.unwrap_or("").to_owned(),
-            headers: req
-                .headers
+            headers: raw_headers
                 .iter()
-                .map(|h| {
-                    (
-                        h.name.to_owned(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
+                .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
                 .collect(),
+            raw_headers,
             body: Vec::new(),
         };
         buf.drain(..head_end);
@@ -427,6 +438,10 @@ pub struct GateConfig {
     /// (path prefix, upstream port)
     pub upstreams: Vec<(String, u16)>,
     pub shutdown_grace: &'static str,
+    /// Extra lines under `server:` (two-space indented), e.g. ext_authz listeners.
+    pub server: Vec<String>,
+    /// Extra lines under `provider:` (two-space indented).
+    pub provider: Vec<String>,
     /// Extra lines under `authorization:` (two-space indented).
     pub authorization: Vec<String>,
 }
@@ -442,6 +457,8 @@ impl GateConfig {
                 .map(|(p, port)| (p.to_string(), *port))
                 .collect(),
             shutdown_grace: "1s",
+            server: Vec::new(),
+            provider: Vec::new(),
             authorization: vec![
                 "  allowed_groups: [admins]".into(),
                 "  skip_auth_routes: [\"^/public/\"]".into(),
@@ -450,20 +467,21 @@ impl GateConfig {
     }
 
     pub fn yaml(&self) -> String {
+        let lines =
+            |extra: &[String]| -> String { extra.iter().map(|l| format!("{l}\n")).collect() };
         let mut s = format!(
-            "server:\n  listen: 127.0.0.1:{port}\n  metrics: 127.0.0.1:{metrics}\n  threads: 1\n  shutdown_grace: {grace}\n\
-provider:\n  issuer_url: http://127.0.0.1:{idp}\n  client_id: {CLIENT_ID}\n  client_secret: {CLIENT_SECRET}\n\
+            "server:\n  listen: 127.0.0.1:{port}\n  metrics: 127.0.0.1:{metrics}\n  threads: 1\n  shutdown_grace: {grace}\n{server}\
+provider:\n  issuer_url: http://127.0.0.1:{idp}\n  client_id: {CLIENT_ID}\n  client_secret: {CLIENT_SECRET}\n{provider}\
 cookie:\n  secret: \"{COOKIE_SECRET}\"\n  secure: false\n\
-authorization:\n",
+authorization:\n{authorization}",
             port = self.port,
             metrics = self.metrics_port,
             grace = self.shutdown_grace,
             idp = self.idp_port,
+            server = lines(&self.server),
+            provider = lines(&self.provider),
+            authorization = lines(&self.authorization),
         );
-        for line in &self.authorization {
-            s.push_str(line);
-            s.push('\n');
-        }
         s.push_str("upstreams:\n");
         for (path, port) in &self.upstreams {
             s.push_str(&format!(
@@ -792,17 +810,70 @@ pub async fn login(
     user: &str,
 ) -> reqwest::Response {
     let authorize = start_login(client, jar, page).await;
-    let idp = submit_idp_form(client, &authorize, user, user).await;
-    assert_eq!(idp.status(), 302, "IdP accepted {user}");
-    let callback = location(&idp);
+    let callback = login_at_idp(client, &authorize, user).await;
     get(client, jar, callback.as_str(), "text/html").await
 }
 
+/// `user` (password = name) signs in at the IdP for an authorize URL;
+/// returns where the IdP sends the browser back (the callback).
+pub async fn login_at_idp(client: &reqwest::Client, authorize: &url::Url, user: &str) -> url::Url {
+    let idp = submit_idp_form(client, authorize, user, user).await;
+    assert_eq!(idp.status(), 302, "IdP accepted {user}");
+    location(&idp)
+}
+
+/// An ID token for `user`, obtained as the relying party itself would
+/// (authorization code at the IdP, then the token endpoint), to present as
+/// a bearer token.
+pub async fn id_token(idp: &TestServer, redirect_uri: &str, user: &str) -> String {
+    let issuer = format!("http://127.0.0.1:{}", idp.port());
+    let mut authorize = url::Url::parse(&format!("{issuer}/authorize")).unwrap();
+    authorize
+        .query_pairs_mut()
+        .append_pair("client_id", CLIENT_ID)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("response_type", "code")
+        .append_pair("scope", "openid email profile groups")
+        .append_pair("state", "test-state")
+        .append_pair("nonce", "test-nonce");
+    let c = client();
+    let back = login_at_idp(&c, &authorize, user).await;
+    let code = query_param(&back, "code").expect("a code from the IdP");
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "authorization_code")
+        .append_pair("code", &code)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("client_id", CLIENT_ID)
+        .append_pair("client_secret", CLIENT_SECRET)
+        .finish();
+    let resp = c
+        .post(format!("{issuer}/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "token endpoint");
+    let json: Value = resp.json().await.unwrap();
+    json["id_token"].as_str().unwrap().to_owned()
+}
+
+/// `name=value` of a `Set-Cookie` line.
+pub fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
 /// One HTTP/1.1 exchange over a fresh TCP connection with the bytes given
-/// verbatim (header case preserved); returns (status, full response text).
-pub async fn raw_exchange(addr: SocketAddr, request: &str) -> (u16, String) {
+/// verbatim (header case preserved, non-UTF-8 allowed); returns (status,
+/// full response text).
+pub async fn raw_exchange(addr: SocketAddr, request: impl AsRef<[u8]>) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(request.as_bytes()).await.unwrap();
+    s.write_all(request.as_ref()).await.unwrap();
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out))
         .await
@@ -815,6 +886,32 @@ pub async fn raw_exchange(addr: SocketAddr, request: &str) -> (u16, String) {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status line in: {text}"));
     (status, text)
+}
+
+/// A GET with exactly the given headers (HTTP clients add their own, e.g.
+/// `Accept: */*`; Envoy forwards only what the provider config lists).
+/// Returns the status and the response headers.
+pub async fn raw_get(
+    addr: SocketAddr,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> (u16, http::HeaderMap) {
+    let mut req = format!("GET {target} HTTP/1.1\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("connection: close\r\n\r\n");
+    let (status, text) = raw_exchange(addr, &req).await;
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    let mut map = http::HeaderMap::new();
+    for line in head.split("\r\n").skip(1) {
+        let (k, v) = line.split_once(':').unwrap();
+        map.append(
+            http::HeaderName::from_bytes(k.trim().as_bytes()).unwrap(),
+            http::HeaderValue::from_str(v.trim()).unwrap(),
+        );
+    }
+    (status, map)
 }
 
 /// The value of `name{labels} VALUE` in Prometheus text, if exported.
