@@ -860,12 +860,10 @@ pub async fn id_token(idp: &TestServer, redirect_uri: &str, user: &str) -> Strin
 
 /// `name=value` of a `Set-Cookie` line.
 pub fn cookie_pair(set_cookie: &str) -> String {
-    set_cookie
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned()
+    let pair = set_cookie
+        .split_once(';')
+        .map_or(set_cookie, |(pair, _)| pair);
+    pair.trim().to_owned()
 }
 
 /// One HTTP/1.1 exchange over a fresh TCP connection with the bytes given
