@@ -78,6 +78,16 @@ impl ExtAuthzGrpc {
         let path = non_empty(&http.path)
             .or_else(|| pseudo(http, ":path"))
             .unwrap_or(Cow::Borrowed("/"));
+        // As on the other listeners: only a path we can decide on (Envoy
+        // sends origin-form) is decided.
+        if !path.starts_with('/') {
+            let reply = crate::endpoints::pages::text(
+                ::http::StatusCode::BAD_REQUEST,
+                Outcome::Error,
+                "Bad request target\n",
+            );
+            return (Outcome::Error, deny(reply));
+        }
         let method = non_empty(&http.method)
             .or_else(|| pseudo(http, ":method"))
             .unwrap_or(Cow::Borrowed("GET"));
@@ -932,6 +942,17 @@ mod tests {
             assert_eq!(code(&resp), PERMISSION_DENIED);
             assert_eq!(denied(&resp).status.as_ref().unwrap().code, 403);
         }
+    }
+
+    #[tokio::test]
+    async fn a_path_not_starting_with_a_slash_is_a_400_deny_even_on_a_skip_route() {
+        let kit = testkit::kit_with_skip_routes(r#"["^/$"]"#).await;
+        for path in ["foo:/admin", "admin", "*"] {
+            let resp = check(&kit, &request(path, &[])).await;
+            assert_ne!(code(&resp), OK, "{path}");
+            assert_eq!(denied(&resp).status.as_ref().unwrap().code, 400, "{path}");
+        }
+        assert_eq!(code(&check(&kit, &request("/", &[])).await), OK);
     }
 
     #[tokio::test]
