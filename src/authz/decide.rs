@@ -14,6 +14,7 @@ use crate::metrics::SessionEvent;
 use crate::oidc::OidcError;
 use crate::session::cookies::CookieJar;
 use crate::session::store::StoreError;
+use crate::session::TokenUse;
 
 /// Who the request turned out to be, before authorization.
 pub enum Authn {
@@ -108,7 +109,13 @@ impl Gate {
             }
         }
         let jar = CookieJar::from_headers(req.headers);
-        let (session, ticket) = match self.store.load(&jar).await {
+        let now = unix_now();
+        let uses = TokenUse {
+            id_token: self.cfg.headers.pass_authorization,
+            access_token: self.cfg.headers.pass_access_token,
+            refresh: self.cfg.cookie.refresh,
+        };
+        let (session, ticket) = match self.store.load_for(&jar, uses, now).await {
             Ok(Some(found)) => found,
             Ok(None) => {
                 return Authn::Anonymous {
@@ -121,7 +128,6 @@ impl Gate {
                 return Authn::Unavailable(pages::store_unavailable());
             }
         };
-        let now = unix_now();
         if !session.needs_refresh(now, self.cfg.cookie.refresh) {
             return Authn::Identified(self.grant(session, Vec::new()));
         }

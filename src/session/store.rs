@@ -11,7 +11,7 @@ use super::chunks;
 use super::codec::SessionCodec;
 use super::cookies::{CookieAttrs, CookieJar};
 use super::redis::{RedisError, RedisStore};
-use super::Session;
+use super::{Session, TokenUse};
 use crate::clock::unix_now;
 use crate::config;
 use crate::metrics::{Metrics, SessionEvent};
@@ -91,11 +91,36 @@ impl SessionStore {
         self.redis.as_ref()
     }
 
-    /// The session the request carries. A missing, tampered, foreign,
-    /// expired or undecodable cookie is `Ok(None)`: "no credentials".
+    /// The session the request carries, with every token. A missing,
+    /// tampered, foreign, expired or undecodable cookie is `Ok(None)`:
+    /// "no credentials".
     pub async fn load(
         &self,
         jar: &CookieJar<'_>,
+    ) -> Result<Option<(Session, Option<Ticket>)>, StoreError> {
+        self.load_with(jar, unix_now(), |json| {
+            serde_json::from_slice::<Session>(json).ok()
+        })
+        .await
+    }
+
+    /// [`SessionStore::load`] for the per-request path: only the tokens
+    /// `uses` needs at `now` are copied out (see [`Session::decode_for`]).
+    pub async fn load_for(
+        &self,
+        jar: &CookieJar<'_>,
+        uses: TokenUse,
+        now: u64,
+    ) -> Result<Option<(Session, Option<Ticket>)>, StoreError> {
+        self.load_with(jar, now, |json| Session::decode_for(json, uses, now).ok())
+            .await
+    }
+
+    async fn load_with(
+        &self,
+        jar: &CookieJar<'_>,
+        now: u64,
+        decode: impl FnOnce(&[u8]) -> Option<Session>,
     ) -> Result<Option<(Session, Option<Ticket>)>, StoreError> {
         let Some(raw) = chunks::read_session_cookie(&self.cookie.name, jar) else {
             return Ok(None);
@@ -105,9 +130,9 @@ impl SessionStore {
             return Ok(None);
         };
         let (session, ticket) = match &self.redis {
-            None => match serde_json::from_slice::<Session>(&plain) {
-                Ok(s) => (s, None),
-                Err(_) => {
+            None => match decode(&plain) {
+                Some(s) => (s, None),
+                None => {
                     self.metrics.session(SessionEvent::Invalid);
                     return Ok(None);
                 }
@@ -117,13 +142,13 @@ impl SessionStore {
                     self.metrics.session(SessionEvent::Invalid);
                     return Ok(None);
                 };
-                match self.reload(&ticket).await? {
+                match self.fetch(&ticket, decode).await? {
                     Some(s) => (s, Some(ticket)),
                     None => return Ok(None),
                 }
             }
         };
-        if session.is_expired(unix_now()) {
+        if session.is_expired(now) {
             return Ok(None);
         }
         Ok(Some((session, ticket)))
@@ -132,6 +157,15 @@ impl SessionStore {
     /// The session a Redis ticket points at, read again (after a refresh
     /// race with another replica, say). None when gone or undecodable.
     pub async fn reload(&self, ticket: &Ticket) -> Result<Option<Session>, StoreError> {
+        self.fetch(ticket, |json| serde_json::from_slice::<Session>(json).ok())
+            .await
+    }
+
+    async fn fetch(
+        &self,
+        ticket: &Ticket,
+        decode: impl FnOnce(&[u8]) -> Option<Session>,
+    ) -> Result<Option<Session>, StoreError> {
         let Some(redis) = &self.redis else {
             return Ok(None);
         };
@@ -141,7 +175,7 @@ impl SessionStore {
         let session = SessionCodec::new(&ticket.key)
             .open(&ticket.id, &sealed)
             .ok()
-            .and_then(|plain| serde_json::from_slice::<Session>(&plain).ok());
+            .and_then(|plain| decode(&plain));
         if session.is_none() {
             self.metrics.session(SessionEvent::Invalid);
         }
