@@ -16,10 +16,12 @@
 #   b) authgate, skip route /public/...      (proxy cost without authn)
 #   c) authgate, valid session cookie        (decrypt + decide + proxy)
 #   d) authgate, anonymous /api/... -> 401   (answered by authgate itself)
-# and after each run prints req/s, p50/p99 latency, non-2xx count, and
-# authgate's RSS (VmRSS) and CPU seconds used during the run (utime+stime).
+#   e) examples/bare_proxy.rs, same threads  (Pingora's own cost: the ceiling)
+# and after each run prints req/s, p50/p99 latency, non-2xx count, and the
+# proxy's RSS (VmRSS), CPU seconds used during the run (utime+stime) and CPU
+# microseconds per request (authgate for a-d, bare_proxy for e).
 # wrk, nginx and authgate share the machine's cores: read the numbers as
-# relative, not as capacity. Stops by itself (about 4 x DURATION + build).
+# relative, not as capacity. Stops by itself (about 5 x DURATION + build).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -45,14 +47,17 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 
 echo "== building (release)" >&2
-cargo build --release --locked --bin authgate --example mint_session >&2
+cargo build --release --locked --bin authgate --example mint_session --example bare_proxy >&2
 BIN=target/release/authgate
 MINT=target/release/examples/mint_session
+BARE=target/release/examples/bare_proxy
 
 TMP="$(mktemp -d)"
 NGINX_PID=""
 GATE_PID=""
+BARE_PID=""
 cleanup() {
+  if [ -n "$BARE_PID" ]; then kill "$BARE_PID" 2>/dev/null || true; wait "$BARE_PID" 2>/dev/null || true; fi
   if [ -n "$GATE_PID" ]; then kill "$GATE_PID" 2>/dev/null || true; wait "$GATE_PID" 2>/dev/null || true; fi
   if [ -n "$NGINX_PID" ]; then kill "$NGINX_PID" 2>/dev/null || true; wait "$NGINX_PID" 2>/dev/null || true; fi
   rm -rf "$TMP"
@@ -80,6 +85,7 @@ UP_PORT="$(free_port)"
 GATE_PORT="$(free_port)"
 METRICS_PORT="$(free_port)"
 IDP_PORT="$(free_port)" # nothing listens here
+BARE_PORT="$(free_port)"
 
 mkdir -p "$TMP/nginx"
 cat >"$TMP/nginx/nginx.conf" <<NGINX_CONF
@@ -130,9 +136,12 @@ GATE_CONF
 COOKIE="$("$MINT" "$TMP/authgate.yaml")"
 RUST_LOG=error "$BIN" run --config "$TMP/authgate.yaml" >"$TMP/authgate.log" 2>&1 &
 GATE_PID=$!
+"$BARE" "127.0.0.1:$BARE_PORT" "127.0.0.1:$UP_PORT" "$THREADS" >"$TMP/bare.log" 2>&1 &
+BARE_PID=$!
 
 wait_status "http://127.0.0.1:$UP_PORT/" 200
 wait_status "http://127.0.0.1:$GATE_PORT/public/x" 200
+wait_status "http://127.0.0.1:$BARE_PORT/public/x" 200
 # Sanity: the cookie is accepted and anonymous API calls get a 401.
 got="$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $COOKIE" "http://127.0.0.1:$GATE_PORT/dashboard")"
 [ "$got" = 200 ] || { echo "load.sh: session cookie refused ($got)" >&2; exit 1; }
@@ -140,27 +149,32 @@ got="$(curl -s -o /dev/null -w '%{http_code}' -H 'Accept: application/json' "htt
 [ "$got" = 401 ] || { echo "load.sh: anonymous API call got $got" >&2; exit 1; }
 
 TICK="$(getconf CLK_TCK)"
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$GATE_PID/stat"; }
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$GATE_PID/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$PID/status"; }
 
 echo "authgate threads: $THREADS; wrk -t$WRK_THREADS -c$CONNS -d$DURATION; $(nproc) cores shared by wrk, nginx and authgate"
-printf '%-28s %10s %9s %9s %8s %9s %8s\n' run req/s p50 p99 non2xx rss_MiB cpu_s
+printf '%-28s %10s %9s %9s %8s %9s %8s %8s\n' run req/s p50 p99 non2xx rss_MiB cpu_s us/req
+PID="$GATE_PID"
 run() {
   local label="$1" url="$2"
   shift 2
   local before out
   before="$(cpu_ticks)"
   out="$(wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" --latency "$@" "$url")"
-  local rps p50 p99 non2xx cpu rss
+  local rps p50 p99 non2xx cpu rss reqs us
   rps="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
   p50="$(awk '$1 == "50%" {print $2}' <<<"$out")"
   p99="$(awk '$1 == "99%" {print $2}' <<<"$out")"
   non2xx="$(awk '/Non-2xx or 3xx/ {print $NF}' <<<"$out")"
   cpu="$(awk -v a="$before" -v b="$(cpu_ticks)" -v t="$TICK" 'BEGIN {printf "%.2f", (b - a) / t}')"
   rss="$(awk -v k="$(rss_kb)" 'BEGIN {printf "%.1f", k / 1024}')"
-  printf '%-28s %10s %9s %9s %8s %9s %8s\n' "$label" "$rps" "$p50" "$p99" "${non2xx:-0}" "$rss" "$cpu"
+  reqs="$(awk '/ requests in / {print $1}' <<<"$out")"
+  us="$(awk -v c="$cpu" -v n="$reqs" 'BEGIN {if (n > 0) printf "%.0f", c * 1e6 / n; else print "-"}')"
+  printf '%-28s %10s %9s %9s %8s %9s %8s %8s\n' "$label" "$rps" "$p50" "$p99" "${non2xx:-0}" "$rss" "$cpu" "$us"
 }
 run "a) nginx direct" "http://127.0.0.1:$UP_PORT/dashboard"
 run "b) authgate skip route" "http://127.0.0.1:$GATE_PORT/public/logo.svg"
 run "c) authgate valid session" "http://127.0.0.1:$GATE_PORT/dashboard" -H "Cookie: $COOKIE"
 run "d) authgate anonymous 401" "http://127.0.0.1:$GATE_PORT/api/v1/query" -H "Accept: application/json"
+PID="$BARE_PID"
+run "e) bare Pingora proxy" "http://127.0.0.1:$BARE_PORT/public/logo.svg"
