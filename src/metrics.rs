@@ -3,11 +3,12 @@
 //! Front ends record through [`Metrics`]; `GET /metrics` on `server.metrics`
 //! renders the same registry.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::authz::{Listener, Outcome};
@@ -16,11 +17,44 @@ use crate::authz::{Listener, Outcome};
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
-    duration: HistogramVec,
     idp_requests: IntCounterVec,
     sessions: IntCounterVec,
     upstream_errors: IntCounter,
     dependency_up: IntGaugeVec,
+    /// Per-request children resolved once: `with_label_values` hashes the
+    /// labels and takes a lock on every call. Request counters are created
+    /// on first use (not at start-up) so `/metrics` shows the same series.
+    request_children: Arc<RequestChildren>,
+}
+
+const LISTENERS: [Listener; 3] = [
+    Listener::Proxy,
+    Listener::ExtAuthzHttp,
+    Listener::ExtAuthzGrpc,
+];
+const OUTCOMES: usize = 5;
+
+struct RequestChildren {
+    counters: [[OnceLock<IntCounter>; OUTCOMES]; LISTENERS.len()],
+    durations: [Histogram; LISTENERS.len()],
+}
+
+fn listener_index(l: Listener) -> usize {
+    match l {
+        Listener::Proxy => 0,
+        Listener::ExtAuthzHttp => 1,
+        Listener::ExtAuthzGrpc => 2,
+    }
+}
+
+fn outcome_index(o: Outcome) -> usize {
+    match o {
+        Outcome::Allowed => 0,
+        Outcome::Skipped => 1,
+        Outcome::Unauthenticated => 2,
+        Outcome::Forbidden => 3,
+        Outcome::Error => 4,
+    }
 }
 
 /// The IdP endpoints `authgate_idp_requests_total{endpoint}` distinguishes.
@@ -131,13 +165,7 @@ impl Metrics {
         registry.register(Box::new(dependency_up.clone()))?;
         // Families without observations are not rendered; touch the label
         // sets users alert on so dashboards see zeros, not gaps.
-        for l in [
-            Listener::Proxy,
-            Listener::ExtAuthzHttp,
-            Listener::ExtAuthzGrpc,
-        ] {
-            duration.with_label_values(&[l.as_str()]);
-        }
+        let durations = LISTENERS.map(|l| duration.with_label_values(&[l.as_str()]));
         for e in [
             SessionEvent::Created,
             SessionEvent::Refreshed,
@@ -149,21 +177,27 @@ impl Metrics {
         Ok(Metrics {
             registry,
             requests,
-            duration,
             idp_requests,
             sessions,
             upstream_errors,
             dependency_up,
+            request_children: Arc::new(RequestChildren {
+                counters: Default::default(),
+                durations,
+            }),
         })
     }
 
     pub fn request(&self, listener: Listener, outcome: Outcome, elapsed: Duration) {
-        self.requests
-            .with_label_values(&[listener.as_str(), outcome.as_str()])
+        let l = listener_index(listener);
+        let children = &self.request_children;
+        children.counters[l][outcome_index(outcome)]
+            .get_or_init(|| {
+                self.requests
+                    .with_label_values(&[listener.as_str(), outcome.as_str()])
+            })
             .inc();
-        self.duration
-            .with_label_values(&[listener.as_str()])
-            .observe(elapsed.as_secs_f64());
+        children.durations[l].observe(elapsed.as_secs_f64());
     }
 
     pub fn idp(&self, endpoint: IdpEndpoint, ok: bool) {
