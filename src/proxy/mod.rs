@@ -104,7 +104,21 @@ pub(crate) fn header_bytes(req: &RequestHeader) -> usize {
         .iter()
         .map(|(n, v)| n.as_str().len() + v.len() + 4)
         .sum::<usize>()
-        + req.uri.to_string().len()
+        + display_len(&req.uri)
+}
+
+/// Length of a value's `Display` form without allocating it.
+fn display_len(v: &impl std::fmt::Display) -> usize {
+    struct Count(usize);
+    impl std::fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = std::fmt::write(&mut c, format_args!("{v}"));
+    c.0
 }
 
 /// The scheme and host the client used. `X-Forwarded-Proto`/`-Host` count
@@ -283,14 +297,18 @@ impl ProxyHttp for AuthProxy {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let spoofed: Vec<http::HeaderName> = upstream
-            .headers
-            .keys()
-            .filter(|n| self.gate.headers.is_protected(n.as_str()))
-            .cloned()
-            .collect();
-        for name in spoofed {
-            upstream.remove_header(&name);
+        // Most requests carry none: look before allocating the list.
+        let is_protected = |n: &http::HeaderName| self.gate.headers.is_protected(n.as_str());
+        if upstream.headers.keys().any(is_protected) {
+            let spoofed: Vec<http::HeaderName> = upstream
+                .headers
+                .keys()
+                .filter(|n| is_protected(n))
+                .cloned()
+                .collect();
+            for name in spoofed {
+                upstream.remove_header(&name);
+            }
         }
         strip_cookies(upstream, &self.gate.cfg.cookie.name)?;
         if let Some(grant) = &ctx.grant {
