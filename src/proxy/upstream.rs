@@ -15,13 +15,16 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Upstreams {
     /// Sorted by prefix length, longest first.
     routes: Vec<Upstream>,
+    /// `routes[i]`'s peer, built once: each request clones it.
+    peers: Vec<HttpPeer>,
 }
 
 impl Upstreams {
     pub fn new(list: &[Upstream]) -> Self {
         let mut routes = list.to_vec();
         routes.sort_by_key(|u| std::cmp::Reverse(u.path.len()));
-        Upstreams { routes }
+        let peers = routes.iter().map(build_peer).collect();
+        Upstreams { routes, peers }
     }
 
     /// Index of the upstream for a path; None when no prefix matches (or,
@@ -35,17 +38,20 @@ impl Upstreams {
     }
 
     pub fn peer(&self, i: usize) -> Option<Box<HttpPeer>> {
-        let u = self.routes.get(i)?;
-        let sni = u.url.host_str().unwrap_or_default().to_owned();
-        let mut peer = HttpPeer::new(u.addr, u.tls, sni);
-        let o = &mut peer.options;
-        o.connection_timeout = Some(CONNECT_TIMEOUT);
-        o.total_connection_timeout = Some(CONNECT_TIMEOUT * 2);
-        o.read_timeout = Some(READ_TIMEOUT);
-        o.write_timeout = Some(WRITE_TIMEOUT);
-        o.idle_timeout = Some(IDLE_TIMEOUT);
-        Some(Box::new(peer))
+        self.peers.get(i).map(|p| Box::new(p.clone()))
     }
+}
+
+fn build_peer(u: &Upstream) -> HttpPeer {
+    let sni = u.url.host_str().unwrap_or_default().to_owned();
+    let mut peer = HttpPeer::new(u.addr, u.tls, sni);
+    let o = &mut peer.options;
+    o.connection_timeout = Some(CONNECT_TIMEOUT);
+    o.total_connection_timeout = Some(CONNECT_TIMEOUT * 2);
+    o.read_timeout = Some(READ_TIMEOUT);
+    o.write_timeout = Some(WRITE_TIMEOUT);
+    o.idle_timeout = Some(IDLE_TIMEOUT);
+    peer
 }
 
 #[cfg(test)]
