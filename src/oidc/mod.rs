@@ -299,6 +299,28 @@ impl Provider {
         }
     }
 
+    /// One call to the token endpoint, authenticated as the client.
+    async fn token_request(
+        &self,
+        md: &Metadata,
+        form: &[(&str, &str)],
+        endpoint: IdpEndpoint,
+    ) -> Result<TokenResponse, OidcError> {
+        let auth = self.client_auth(md);
+        let res = self
+            .http
+            .token(
+                &md.token_endpoint,
+                auth,
+                &self.cfg.client_id,
+                &self.cfg.client_secret,
+                form,
+                endpoint,
+            )
+            .await;
+        self.observe(res)
+    }
+
     /// Redeems an authorization code and verifies the ID token it yields.
     pub async fn redeem(
         &self,
@@ -316,18 +338,7 @@ impl Provider {
         if let Some(v) = pkce_verifier {
             form.push(("code_verifier", v));
         }
-        let res: TokenResponse = self.observe(
-            self.http
-                .token(
-                    &md.token_endpoint,
-                    self.client_auth(&md),
-                    &self.cfg.client_id,
-                    &self.cfg.client_secret,
-                    &form,
-                    IdpEndpoint::Token,
-                )
-                .await,
-        )?;
+        let res = self.token_request(&md, &form, IdpEndpoint::Token).await?;
         let id_token = res
             .id_token
             .clone()
@@ -343,18 +354,7 @@ impl Provider {
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token),
         ];
-        let mut res: TokenResponse = self.observe(
-            self.http
-                .token(
-                    &md.token_endpoint,
-                    self.client_auth(&md),
-                    &self.cfg.client_id,
-                    &self.cfg.client_secret,
-                    &form,
-                    IdpEndpoint::Refresh,
-                )
-                .await,
-        )?;
+        let mut res = self.token_request(&md, &form, IdpEndpoint::Refresh).await?;
         // RFC 6749 6: the IdP may keep the old refresh token.
         if res.refresh_token.is_none() {
             res.refresh_token = Some(refresh_token.to_owned());
