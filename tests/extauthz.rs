@@ -13,22 +13,12 @@ use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{
     attribute_context, AttributeContext, CheckRequest, CheckResponse,
 };
-use support::{Authgate, GateConfig, TestServer};
+use support::{Authgate, GateConfig, TestServer, IDENTITY};
 use tonic::transport::Channel;
 
 const SPOOFED_EMAIL: &str = "evil@evil.test";
-/// Identity headers a user list `headersToUpstreamOnAllow` would name.
-/// (It names `cookie` too: authgate returns it without its own cookies.)
-const IDENTITY: &[&str] = &[
-    "x-auth-request-user",
-    "x-auth-request-email",
-    "x-auth-request-preferred-username",
-    "x-auth-request-groups",
-    "x-forwarded-user",
-    "x-forwarded-email",
-    "x-forwarded-preferred-username",
-    "x-forwarded-groups",
-];
+// `IDENTITY` (from support) is what a user lists in `headersToUpstreamOnAllow`;
+// the list names `cookie` too: authgate returns it without its own cookies.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Front {

@@ -7,18 +7,6 @@ use std::time::Duration;
 
 use support::*;
 
-/// The identity headers of the default `headers.identity` list.
-const IDENTITY: &[&str] = &[
-    "x-auth-request-user",
-    "x-auth-request-email",
-    "x-auth-request-preferred-username",
-    "x-auth-request-groups",
-    "x-forwarded-user",
-    "x-forwarded-email",
-    "x-forwarded-preferred-username",
-    "x-forwarded-groups",
-];
-
 fn is_identity(name: &str) -> bool {
     let n = name.to_ascii_lowercase().replace('_', "-");
     IDENTITY.contains(&n.as_str())

@@ -36,6 +36,18 @@ pub const READY_DEADLINE: Duration = Duration::from_secs(60);
 const TEST_KEY_PEM: &str = include_str!("test_key.pem");
 
 /// A port nothing listens on right now (the OS picks it; released at once).
+/// The identity headers of the default `headers.identity` list.
+pub const IDENTITY: &[&str] = &[
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-auth-request-preferred-username",
+    "x-auth-request-groups",
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-preferred-username",
+    "x-forwarded-groups",
+];
+
 pub fn free_port() -> u16 {
     StdListener::bind((Ipv4Addr::LOCALHOST, 0))
         .unwrap()
