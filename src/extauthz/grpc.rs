@@ -642,6 +642,17 @@ upstreams:
     }
 
     impl Kit {
+        /// The `cookie` header value carrying `session`.
+        async fn cookie_for(&self, session: &Session) -> String {
+            let set = self
+                .gate
+                .store
+                .save(session, None, HOST, &CookieJar::default())
+                .await
+                .unwrap();
+            cookie_header(&set)
+        }
+
         /// A session cookie for a demo user, minted without the IdP.
         pub async fn session_cookie(&self, user: &str) -> String {
             let (email, groups) = match user {
@@ -664,13 +675,7 @@ upstreams:
                 refreshed_at: now,
                 expires_at: now + 3600,
             };
-            let set = self
-                .gate
-                .store
-                .save(&session, None, HOST, &CookieJar::default())
-                .await
-                .unwrap();
-            cookie_header(&set)
+            self.cookie_for(&session).await
         }
 
         /// Signs `user` in at the IdP for a login redirect `location`;
@@ -727,13 +732,7 @@ upstreams:
             let (mut session, _) = self.gate.store.load(&jar).await.unwrap().unwrap();
             assert!(session.refresh_token.is_some());
             session.refreshed_at = 0;
-            let set = self
-                .gate
-                .store
-                .save(&session, None, HOST, &CookieJar::default())
-                .await
-                .unwrap();
-            cookie_header(&set)
+            self.cookie_for(&session).await
         }
     }
 }
