@@ -2,9 +2,7 @@
 
 use std::process::ExitCode;
 
-use base64::Engine;
 use clap::Parser;
-use rand::RngCore;
 
 use authgate::cli::{Cli, Command};
 
@@ -15,12 +13,7 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Secret => {
-            let mut b = [0u8; 32];
-            rand::rngs::OsRng.fill_bytes(&mut b);
-            println!(
-                "{}",
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-            );
+            println!("{}", authgate::domain::random::token(32));
             ExitCode::SUCCESS
         }
         Command::Check { config } => match authgate::config::load(&config) {

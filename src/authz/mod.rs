@@ -50,14 +50,7 @@ pub struct RequestView<'a> {
     pub client_ip: Option<IpAddr>,
 }
 
-/// Who the request is, as the upstream will be told.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Identity {
-    pub user: String,
-    pub email: String,
-    pub preferred_username: String,
-    pub groups: Vec<String>,
-}
+pub use crate::domain::Identity;
 
 /// The outcome label of `authgate_requests_total{decision}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

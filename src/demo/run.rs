@@ -3,9 +3,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 
-use base64::Engine;
 use pingora::services::listening::Service;
-use rand::RngCore;
 
 use super::echo::Echo;
 use super::idp::{DemoClient, DemoIdp};
@@ -20,11 +18,6 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-fn random_b64(n: usize) -> String {
-    let mut b = vec![0u8; n];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-}
 
 /// The demo's authgate configuration, as a user would write it.
 fn config_yaml(port: u16, idp_port: u16, echo_port: u16, client_secret: &str) -> String {
@@ -47,7 +40,7 @@ upstreams:
   - path: /
     url: http://127.0.0.1:{echo_port}
 "#,
-        cookie_secret = random_b64(32),
+        cookie_secret = crate::domain::random::token(32),
     )
 }
 
@@ -56,7 +49,7 @@ pub fn run(port: u16) -> anyhow::Result<()> {
     refuse_non_loopback(&listen)?;
     let idp_port = free_port()?;
     let echo_port = free_port()?;
-    let client_secret = random_b64(24);
+    let client_secret = crate::domain::random::token(24);
     let cfg = crate::config::load_str(&config_yaml(port, idp_port, echo_port, &client_secret))
         .map_err(|e| {
             anyhow::anyhow!("demo config: {}", e.lines().collect::<Vec<_>>().join("; "))

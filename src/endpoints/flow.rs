@@ -5,7 +5,6 @@
 
 use base64::Engine;
 use http::{header, HeaderValue, StatusCode};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -42,9 +41,7 @@ struct Flow {
 }
 
 fn random_token() -> String {
-    let mut b = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    crate::domain::random::token(32)
 }
 
 /// What `random_token` produces: 43 base64url characters.

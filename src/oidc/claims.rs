@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::authz::Identity;
+use crate::domain::Identity;
 use crate::config::{ClaimPath, Claims};
 
 /// Follows a dotted path (`realm_access.roles`). A claim whose full name

@@ -28,7 +28,7 @@ pub use discovery::Metadata;
 use http::{ClientAuth, IdpHttp};
 use jwks::Jwks;
 
-use crate::authz::Identity;
+use crate::domain::Identity;
 use crate::config;
 use crate::metrics::{Dependency, IdpEndpoint, Metrics};
 
@@ -138,12 +138,7 @@ struct TokenResponse {
     expires_in: Option<u64>,
 }
 
-/// What a back-channel logout token names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogoutTarget {
-    pub sid: Option<String>,
-    pub sub: Option<String>,
-}
+pub use crate::domain::LogoutTarget;
 
 pub struct Provider {
     cfg: config::Provider,

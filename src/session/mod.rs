@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::authz::Identity;
+use crate::domain::Identity;
 
 /// A signed-in user. Short field names keep the cookie small.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use http::HeaderValue;
-use rand::RngCore;
 
 use super::chunks;
 use super::codec::SessionCodec;
@@ -15,7 +14,7 @@ use super::{Session, TokenUse};
 use crate::clock::unix_now;
 use crate::config;
 use crate::metrics::{Metrics, SessionEvent};
-use crate::oidc::LogoutTarget;
+use crate::domain::LogoutTarget;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -23,22 +22,26 @@ pub enum StoreError {
     Unavailable(#[from] RedisError),
 }
 
-/// Identifies a Redis-held session; absent for cookie sessions.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Identifies a Redis-held session; absent for cookie sessions. Its `Debug`
+/// is redacted: the key opens the stored session.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Ticket {
     pub id: [u8; 16],
     pub key: [u8; 32],
 }
 
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ticket([redacted])")
+    }
+}
+
 impl Ticket {
     fn random() -> Self {
-        let mut t = Ticket {
-            id: [0; 16],
-            key: [0; 32],
-        };
-        rand::rngs::OsRng.fill_bytes(&mut t.id);
-        rand::rngs::OsRng.fill_bytes(&mut t.key);
-        t
+        Ticket {
+            id: crate::domain::random::bytes(),
+            key: crate::domain::random::bytes(),
+        }
     }
 
     fn encode(&self) -> [u8; 48] {
