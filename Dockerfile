@@ -21,9 +21,12 @@ COPY . .
 
 # The registry and target dir are BuildKit caches, so a source change does not
 # recompile every dependency; the binary is copied out of the cache mount.
+# --no-default-features leaves out the `demo` feature: the production image
+# carries no development IdP with fixed passwords (`authgate demo` only says
+# this build has none).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin authgate \
+    cargo build --release --locked --no-default-features --bin authgate \
     && install -D -m 0755 target/release/authgate /out/authgate
 
 # --- runtime -----------------------------------------------------------------

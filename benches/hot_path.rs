@@ -6,7 +6,7 @@ use std::sync::Arc;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue};
 
-use authgate::authz::{Decision, Identity, Listener, RequestView};
+use authgate::authz::{admit, Decision, Identity, Listener, Received, Trust};
 use authgate::clock::unix_now;
 use authgate::gate::Gate;
 use authgate::metrics::Metrics;
@@ -41,9 +41,9 @@ fn session() -> Session {
         },
         sub: "alice".into(),
         sid: Some("sid-1".into()),
-        id_token: Some(token.clone()),
-        access_token: Some(token.clone()),
-        refresh_token: Some(token),
+        id_token: Some(token.clone().into()),
+        access_token: Some(token.clone().into()),
+        refresh_token: Some(token.into()),
         refreshed_at: unix_now(),
         expires_at: unix_now() + 3600,
     }
@@ -77,17 +77,20 @@ fn bench(c: &mut Criterion) {
     headers.insert("cookie", HeaderValue::from_str(&cookie).expect("cookie"));
     headers.insert("accept", HeaderValue::from_static("text/html"));
 
+    // What `request_filter` does per request: the request edge, then the decision.
     let view = |headers: &HeaderMap, uri: &'static str| {
-        let view = RequestView {
+        let received = Received {
             listener: Listener::Proxy,
             method: "GET",
-            scheme: "https",
-            host: "app.example.com",
-            uri,
+            target: uri.as_bytes(),
+            authority: "app.example.com",
+            scheme: Some("https"),
             headers,
             client_ip: None,
+            path_prefix: "",
         };
-        rt.block_on(gate.decide(&view))
+        let admitted = admit(received, Trust::Proxies(&[])).expect("admitted");
+        rt.block_on(gate.decide(&admitted.view()))
     };
     assert!(matches!(view(&headers, "/dashboard"), Decision::Allow(_)));
 
@@ -104,6 +107,13 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("decide/skip_route", |b| {
         b.iter(|| black_box(view(black_box(&api), "/public/logo.svg")))
+    });
+    // What `upstream_request_filter` applies: identity set, spoofed names, own cookies stripped.
+    let Decision::Allow(grant) = view(&headers, "/dashboard") else {
+        unreachable!("allowed above")
+    };
+    c.bench_function("edits/valid_session_allow", |b| {
+        b.iter(|| black_box(gate.upstream_edits(Some(grant.clone()), black_box(&headers))))
     });
     let sealed = gate.codec.seal(
         b"_oauth2_proxy",

@@ -31,9 +31,9 @@ fn main() -> anyhow::Result<()> {
         },
         sub: "alice".into(),
         sid: Some("sid-1".into()),
-        id_token: Some(token.clone()),
-        access_token: Some(token.clone()),
-        refresh_token: Some(token),
+        id_token: Some(token.clone().into()),
+        access_token: Some(token.clone().into()),
+        refresh_token: Some(token.into()),
         refreshed_at: unix_now(),
         expires_at: unix_now() + 3600,
     };

@@ -10,36 +10,49 @@ use clap::{Parser, Subcommand, ValueEnum};
     version,
     about = "OpenID Connect authenticating reverse proxy and Envoy ext_authz provider"
 )]
+/// `authgate [--log-format F] COMMAND`.
 pub struct Cli {
     /// Log format on stderr (filter with RUST_LOG, e.g. `info,authgate=debug`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// Log output format on stderr.
 pub enum LogFormat {
+    /// Human-readable lines.
     Text,
+    /// One JSON object per line.
     Json,
 }
 
+/// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve: proxy, ext_authz listeners and metrics, as configured.
     Run {
+        /// The YAML configuration file.
         #[arg(long, env = "AUTHGATE_CONFIG")]
         config: PathBuf,
     },
     /// Validate a configuration file, print every problem, exit 0 or 1.
     Check {
+        /// The YAML configuration file.
         #[arg(long, env = "AUTHGATE_CONFIG")]
         config: PathBuf,
     },
     /// Print a fresh 32-byte cookie secret (base64url).
     Secret,
     /// Run a self-contained demo on 127.0.0.1: proxy, development IdP and echo upstream.
+    #[cfg_attr(
+        not(feature = "demo"),
+        command(about = "Not in this build (built without the `demo` feature): exits 1")
+    )]
     Demo {
+        /// The proxy's port on 127.0.0.1 (the IdP and the upstream get free ports).
         #[arg(long, default_value_t = 4180)]
         port: u16,
     },

@@ -25,10 +25,13 @@ pub const REFRESH_REUSE: Duration = Duration::from_secs(60);
 /// How long a failed refresh is remembered before the next attempt.
 pub const REFRESH_RETRY: Duration = Duration::from_secs(5);
 
+/// Why the gate could not be built at start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
+    /// The relying party could not be set up (HTTP client, CA file).
     #[error(transparent)]
     Oidc(#[from] OidcError),
+    /// The Redis session store could not be set up.
     #[error(transparent)]
     Redis(#[from] RedisError),
 }
@@ -67,12 +70,19 @@ impl UsedStates {
 pub type RefreshResult = Result<Arc<Session>, Arc<OidcError>>;
 type SharedRefresh = Shared<BoxFuture<'static, RefreshResult>>;
 
+/// The shared state every front end decides with (see the module doc).
 pub struct Gate {
+    /// The validated configuration.
     pub cfg: Arc<Config>,
+    /// The OpenID provider (relying party side).
     pub provider: Arc<Provider>,
+    /// Where sessions live (cookie or Redis).
     pub store: Arc<SessionStore>,
+    /// Seals and opens sessions.
     pub codec: Arc<SessionCodec>,
+    /// The metrics registry.
     pub metrics: Metrics,
+    /// The identity header policy.
     pub headers: IdentityHeaders,
     /// Callback `state`s already redeemed, until their flow would expire.
     used_states: Mutex<UsedStates>,
@@ -85,13 +95,15 @@ pub struct Gate {
 }
 
 impl Gate {
+    /// Builds the gate for `cfg`. No network I/O: discovery and Redis
+    /// connections happen in the background upkeep.
     pub fn new(cfg: Arc<Config>, metrics: Metrics) -> Result<Arc<Self>, GateError> {
         let provider = Arc::new(Provider::new(
             &cfg.provider,
             &cfg.authorization.extra_jwt_issuers,
             metrics.clone(),
         )?);
-        let codec = Arc::new(SessionCodec::new(&cfg.cookie.secret));
+        let codec = Arc::new(SessionCodec::new(cfg.cookie.secret.expose()));
         let store = Arc::new(SessionStore::new(&cfg, codec.clone(), metrics.clone())?);
         Ok(Arc::new(Gate {
             headers: IdentityHeaders::new(&cfg.headers),
@@ -114,6 +126,7 @@ impl Gate {
             && self.store.redis().is_none_or(|r| r.is_up())
     }
 
+    /// SIGTERM: `/ready` answers 503 from now on.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
     }
@@ -126,7 +139,7 @@ impl Gate {
     /// Refreshes a session's tokens, once for all concurrent requests of
     /// that session (also across the ext_authz front ends).
     pub(crate) async fn refresh_once(&self, session: &Session) -> RefreshResult {
-        let Some(rt) = session.refresh_token.clone() else {
+        let Some(rt) = session.refresh_token.as_ref().map(|t| t.expose().clone()) else {
             return Err(Arc::new(OidcError::InvalidGrant));
         };
         let fut = {

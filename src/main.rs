@@ -43,12 +43,29 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Demo { port } => match authgate::demo::run(port) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("authgate demo: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Demo { port } => demo(port),
     }
+}
+
+/// `authgate demo`: proxy, development IdP and echo upstream on 127.0.0.1.
+#[cfg(feature = "demo")]
+fn demo(port: u16) -> ExitCode {
+    match authgate::demo::run(port) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("authgate demo: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// This build has no development IdP to run (the container image's build).
+#[cfg(not(feature = "demo"))]
+fn demo(_port: u16) -> ExitCode {
+    eprintln!(
+        "authgate demo: this build has no demo: it was built without the `demo` feature \
+(as the container image is), so it carries no development identity provider. \
+Build with default features for the demo: cargo build --release"
+    );
+    ExitCode::FAILURE
 }

@@ -13,6 +13,8 @@ use prometheus::{
 
 use crate::authz::{Listener, Outcome};
 
+/// The one Prometheus registry and authgate's named metrics (the
+/// contract's metrics table). Cheap to clone: the counters are shared.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -60,10 +62,15 @@ fn outcome_index(o: Outcome) -> usize {
 /// The IdP endpoints `authgate_idp_requests_total{endpoint}` distinguishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdpEndpoint {
+    /// `/.well-known/openid-configuration`.
     Discovery,
+    /// The JWKS (`jwks_uri`).
     Jwks,
+    /// The token endpoint, code grant.
     Token,
+    /// The token endpoint, refresh grant.
     Refresh,
+    /// The userinfo endpoint.
     Userinfo,
 }
 
@@ -82,9 +89,13 @@ impl IdpEndpoint {
 /// `authgate_sessions_total{event}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionEvent {
+    /// A login created a session.
     Created,
+    /// A session's tokens were refreshed.
     Refreshed,
+    /// Sign-out, revocation or an ended refresh cleared one.
     Cleared,
+    /// A cookie that did not open (tampered, old key, expired).
     Invalid,
 }
 
@@ -99,9 +110,12 @@ impl SessionEvent {
     }
 }
 
+/// `authgate_dependency_up{dependency}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dependency {
+    /// The OpenID provider.
     Idp,
+    /// The Redis session store.
     Redis,
 }
 
@@ -115,6 +129,9 @@ impl Dependency {
 }
 
 impl Metrics {
+    /// A fresh registry with every metric registered.
+    ///
+    /// Errors: only if two metrics were registered under one name (a bug).
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
@@ -188,6 +205,7 @@ impl Metrics {
         })
     }
 
+    /// Counts one request (`authgate_requests_total`) and its duration in seconds.
     pub fn request(&self, listener: Listener, outcome: Outcome, elapsed: Duration) {
         let l = listener_index(listener);
         let children = &self.request_children;
@@ -200,6 +218,7 @@ impl Metrics {
         children.durations[l].observe(elapsed.as_secs_f64());
     }
 
+    /// Counts one IdP call (`authgate_idp_requests_total{endpoint,result}`).
     pub fn idp(&self, endpoint: IdpEndpoint, ok: bool) {
         let outcome = if ok { "ok" } else { "error" };
         self.idp_requests
@@ -207,14 +226,17 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a session event (`authgate_sessions_total{event}`).
     pub fn session(&self, event: SessionEvent) {
         self.sessions.with_label_values(&[event.as_str()]).inc();
     }
 
+    /// Counts an upstream that failed (`authgate_upstream_errors_total`).
     pub fn upstream_error(&self) {
         self.upstream_errors.inc();
     }
 
+    /// Sets `authgate_dependency_up{dependency}` to 1 or 0.
     pub fn dependency(&self, dep: Dependency, up: bool) {
         self.dependency_up
             .with_label_values(&[dep.as_str()])

@@ -94,6 +94,9 @@ pub fn build(cfg: Config) -> anyhow::Result<(Server, Arc<Gate>)> {
     Ok((server, gate))
 }
 
+/// Builds every service from `cfg` and serves until SIGTERM/SIGINT.
+///
+/// Errors: a listener that cannot bind, a gate that cannot be built.
 pub fn run(cfg: Config) -> anyhow::Result<()> {
     let (server, _) = build(cfg)?;
     tracing::info!("authgate starting");

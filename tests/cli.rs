@@ -1,5 +1,5 @@
-//! The command line as users run it: `check`, `secret`, `--version`, and
-//! `run` refusing a bad config.
+//! The command line as users run it: `check` (Redis URLs included),
+//! `secret`, `--version`, and `run` refusing a bad config.
 
 mod support;
 
@@ -122,6 +122,57 @@ fn check_names_a_missing_environment_variable() {
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("AUTHGATE_ITEST_SURELY_UNSET"), "{stdout}");
+}
+
+/// `check` on an otherwise valid config with the Redis store at `url`.
+fn check_redis_url(url: &str) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("redis.yaml");
+    let yaml = BAD
+        .replace("\"1234567\"", "0123456789abcdef")
+        .replace("expire: soon", "expire: 1h")
+        .replace("[\"(\"]", "[]")
+        + &format!("session:\n  store: redis\n  redis:\n    url: \"{url}\"\n");
+    std::fs::write(&path, yaml).unwrap();
+    authgate(&["check", "--config", path.to_str().unwrap()])
+}
+
+#[test]
+fn check_accepts_exactly_the_redis_urls_run_can_use() {
+    // Accepted: `run` builds its Redis client from these (see the
+    // session::redis unit test that builds one for every form).
+    for url in [
+        "redis://127.0.0.1:6379/0",
+        "rediss://user:pw@redis.example.com:6380/1",
+        "redis+sentinel://s1:26379,s2:26379/mymaster/0",
+        "REDIS+CLUSTER://n1:6379,n2:6379",
+    ] {
+        let out = check_redis_url(url);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{url}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+    // Refused: forms `run` could not use, each with one problem under the key.
+    for url in [
+        "redis+sentinel://s1:26379,s2:26379",
+        "redis://r.example.com/0/1",
+        "rediss://r.example.com:6380/#insecure",
+        "redis+sentinel://s1:notaport/mymaster",
+    ] {
+        let out = check_redis_url(url);
+        assert_eq!(out.status.code(), Some(1), "{url}");
+        let stdout = text(&out.stdout);
+        let lines = problem_lines(&stdout);
+        assert_eq!(lines.len(), 1, "{url}: {stdout}");
+        assert!(
+            lines[0].starts_with("session.redis.url: "),
+            "{url}: {stdout}"
+        );
+    }
 }
 
 #[test]

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode};
 
-use super::{browser, path, rules, Decision, Grant, Outcome, Reply, RequestView};
+use super::{browser, path, rules, Decision, Endpoint, Grant, Outcome, Reply, RequestView};
 use crate::clock::unix_now;
+use crate::domain::Secret;
 use crate::endpoints::pages;
 use crate::gate::Gate;
 use crate::metrics::SessionEvent;
@@ -18,11 +19,14 @@ use crate::session::TokenUse;
 
 /// Who the request turned out to be, before authorization.
 pub enum Authn {
+    /// A verified bearer JWT or a valid session.
     Identified(Grant),
     /// No or invalid credentials. `bearer_error` is set when a bearer token
     /// was presented and refused (then the answer is 401, never a login).
     Anonymous {
+        /// Cookies to clear (an ended session).
         set_cookies: Vec<HeaderValue>,
+        /// RFC 6750 `error` for a refused bearer token.
         bearer_error: Option<&'static str>,
     },
     /// A dependency (IdP or Redis) needed to tell is down.
@@ -30,19 +34,19 @@ pub enum Authn {
 }
 
 impl Gate {
-    /// The decision for one request on any listener.
+    /// The decision for one request on any listener: authgate's own
+    /// endpoints (as [`Endpoint::resolve`] routed them for the listener),
+    /// else skip, allow, login redirect, 401 or 403 for the app's request.
+    /// `/oauth2/backchannel_logout` needs the body: the proxy serves it
+    /// through [`Gate::backchannel_logout`] and never asks here.
     pub async fn decide(&self, req: &RequestView<'_>) -> Decision {
-        let path = path::normalize(req.uri);
-        match &*path {
-            "/oauth2/start" => return Decision::Reply(self.start(req).await),
-            "/oauth2/callback" => return Decision::Reply(self.callback(req).await),
-            "/oauth2/sign_out" => return Decision::Reply(self.sign_out(req).await),
-            _ => {}
+        if let Some(endpoint) = req.endpoint {
+            return Decision::Reply(self.serve(endpoint, req).await);
         }
         let rules = &self.cfg.authorization;
         // A target servers may read differently (`..;`, `%2F`, ...) never skips auth.
         let skip = !path::is_ambiguous(req.uri)
-            && path::route_matches(&rules.skip_auth_routes, req.method, &path);
+            && path::route_matches(&rules.skip_auth_routes, req.method, req.path);
         if skip || (rules.skip_preflight && browser::is_preflight(req.method, req.headers)) {
             return Decision::Skip;
         }
@@ -62,7 +66,7 @@ impl Gate {
             } => {
                 let mut reply = if let Some(err) = bearer_error {
                     pages::bearer_unauthorized(err)
-                } else if path::any_matches(&rules.api_routes, &path)
+                } else if path::any_matches(&rules.api_routes, req.path)
                     || !browser::is_browser(req.headers)
                 {
                     pages::unauthorized()
@@ -73,6 +77,32 @@ impl Gate {
                 Decision::Reply(reply)
             }
             Authn::Unavailable(reply) => Decision::Reply(reply),
+        }
+    }
+
+    /// Answers one of authgate's own endpoints.
+    async fn serve(&self, endpoint: Endpoint, req: &RequestView<'_>) -> Reply {
+        match endpoint {
+            Endpoint::Ping => pages::text(StatusCode::OK, Outcome::Skipped, "OK"),
+            Endpoint::Ready if self.is_ready() => {
+                pages::text(StatusCode::OK, Outcome::Skipped, "OK")
+            }
+            Endpoint::Ready => pages::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Outcome::Skipped,
+                "not ready",
+            ),
+            Endpoint::Start => self.start(req).await,
+            Endpoint::Callback => self.callback(req).await,
+            Endpoint::SignOut => self.sign_out(req).await,
+            Endpoint::Auth => self.auth_check(req).await,
+            Endpoint::Userinfo => self.userinfo(req).await,
+            // Only reachable if a front end forgot the body.
+            Endpoint::BackchannelLogout => pages::text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Outcome::Error,
+                "Internal error\n",
+            ),
         }
     }
 
@@ -93,7 +123,7 @@ impl Gate {
                                 .cfg
                                 .headers
                                 .pass_authorization
-                                .then(|| Arc::from(token)),
+                                .then(|| Secret::new(Arc::from(token))),
                             access_token: None,
                             set_cookies: Vec::new(),
                         })
@@ -188,11 +218,11 @@ impl Gate {
             id_token: session
                 .id_token
                 .filter(|_| h.pass_authorization)
-                .map(Arc::from),
+                .map(|t| Secret::new(Arc::from(t.into_inner()))),
             access_token: session
                 .access_token
                 .filter(|_| h.pass_access_token)
-                .map(Arc::from),
+                .map(|t| Secret::new(Arc::from(t.into_inner()))),
             set_cookies,
         }
     }
@@ -220,6 +250,7 @@ pub(crate) fn append_cookies(reply: &mut Reply, cookies: Vec<HeaderValue>) {
 }
 
 impl Reply {
+    /// An empty reply with `Cache-Control: no-store`.
     pub fn new(status: StatusCode, outcome: Outcome) -> Self {
         Reply {
             status,
@@ -257,7 +288,7 @@ mod tests {
     }
 
     use crate::authz::Listener;
-    use crate::extauthz::grpc::testkit::{self, Kit};
+    use crate::testkit::{self, Kit};
 
     /// A JWT in shape only: three non-empty parts no issuer signed.
     const FORGED_JWT: &str = "eyJhbGciOiJSUzI1NiIsImtpZCI6Im5vIn0.eyJzdWIiOiJhbGljZSJ9.c2ln";
@@ -267,16 +298,8 @@ mod tests {
         for (k, v) in headers {
             h.append(*k, HeaderValue::from_str(v).unwrap());
         }
-        let view = RequestView {
-            listener: Listener::Proxy,
-            method: "GET",
-            scheme: "http",
-            host: testkit::HOST,
-            uri: "/app",
-            headers: &h,
-            client_ip: None,
-        };
-        kit.gate.decide(&view).await
+        let req = testkit::admitted(Listener::Proxy, "/app", &h);
+        kit.gate.decide(&req.view()).await
     }
 
     fn reply(d: Decision) -> Reply {

@@ -2,17 +2,23 @@
 //! could be mistaken for one of ours, whatever its case or `_`/`-` spelling)
 //! and which are set from a [`Grant`].
 
+use std::sync::Arc;
+
 use http::{HeaderName, HeaderValue};
 
 use super::Grant;
 use crate::config::{Headers, IdentityClaim};
 
+/// The header `pass_access_token` sends the access token in.
 pub const ACCESS_TOKEN: HeaderName = HeaderName::from_static("x-forwarded-access-token");
 
+/// The identity header policy built once from `headers` in the config.
 pub struct IdentityHeaders {
     cfg: Headers,
     /// Lower-case, `-`-separated spellings of every protected name.
     protected: Vec<String>,
+    /// Every name [`IdentityHeaders::values`] may set, in order.
+    all: Arc<[HeaderName]>,
 }
 
 /// `X_Forwarded_User` and `x-forwarded-user` are the same header to many
@@ -42,6 +48,7 @@ fn fold(name: &str) -> String {
 }
 
 impl IdentityHeaders {
+    /// The policy for the `headers` section.
     pub fn new(cfg: &Headers) -> Self {
         let mut protected: Vec<String> =
             cfg.identity.iter().map(|h| fold(h.name.as_str())).collect();
@@ -53,9 +60,18 @@ impl IdentityHeaders {
         }
         protected.sort();
         protected.dedup();
+        let mut all: Vec<HeaderName> = cfg.identity.iter().map(|h| h.name.clone()).collect();
+        if cfg.pass_authorization {
+            all.push(http::header::AUTHORIZATION);
+        }
+        if cfg.pass_access_token {
+            all.push(ACCESS_TOKEN);
+        }
+        all.dedup();
         IdentityHeaders {
             cfg: cfg.clone(),
             protected,
+            all: all.into(),
         }
     }
 
@@ -96,7 +112,8 @@ impl IdentityHeaders {
         if self.cfg.pass_authorization {
             if let Some(v) = grant
                 .id_token
-                .as_deref()
+                .as_ref()
+                .map(|t| &**t.expose())
                 .and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok())
             {
                 out.push((http::header::AUTHORIZATION, v));
@@ -105,7 +122,8 @@ impl IdentityHeaders {
         if self.cfg.pass_access_token {
             if let Some(v) = grant
                 .access_token
-                .as_deref()
+                .as_ref()
+                .map(|t| &**t.expose())
                 .and_then(|t| HeaderValue::from_str(t).ok())
             {
                 out.push((ACCESS_TOKEN, v));
@@ -115,16 +133,8 @@ impl IdentityHeaders {
     }
 
     /// Every name `values` may set: what ext_authz must remove when unset.
-    pub fn all_names(&self) -> Vec<HeaderName> {
-        let mut names: Vec<HeaderName> = self.names().cloned().collect();
-        if self.cfg.pass_authorization {
-            names.push(http::header::AUTHORIZATION);
-        }
-        if self.cfg.pass_access_token {
-            names.push(ACCESS_TOKEN);
-        }
-        names.dedup();
-        names
+    pub fn all_names(&self) -> Arc<[HeaderName]> {
+        self.all.clone()
     }
 }
 

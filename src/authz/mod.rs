@@ -1,12 +1,20 @@
 //! The decision: one function every front end asks (the proxy's
 //! `request_filter`, the ext_authz HTTP check, the ext_authz gRPC check).
 //! Nothing here knows Pingora or tonic types.
+//!
+//! A request flows through it as: [`request::admit`] (the request edge)
+//! → [`RequestView`] → [`Gate::decide`](crate::gate::Gate) → [`Decision`];
+//! an allow or skip becomes [`UpstreamEdits`] (`Gate::upstream_edits`),
+//! which the proxy applies and the ext_authz front ends render.
 
 pub mod browser;
 pub mod decide;
+pub mod edits;
+pub mod endpoint;
 pub mod headers;
 pub mod path;
 pub mod redirect;
+pub mod request;
 pub mod rules;
 
 use std::net::IpAddr;
@@ -15,16 +23,25 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
+use crate::domain::Secret;
+pub use edits::UpstreamEdits;
+pub use endpoint::Endpoint;
+pub use request::{admit, Admitted, Received, Trust};
+
 /// Which front end asked; metrics label it and a few rules differ
 /// (only `listen` serves `/oauth2/auth`, `/ping`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Listener {
+    /// `server.listen`: the Pingora proxy.
     Proxy,
+    /// `server.ext_authz_http`: Envoy's HTTP ext_authz check.
     ExtAuthzHttp,
+    /// `server.ext_authz_grpc`: Envoy's gRPC `Authorization/Check`.
     ExtAuthzGrpc,
 }
 
 impl Listener {
+    /// The `listener` label of the metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             Listener::Proxy => "proxy",
@@ -34,19 +51,29 @@ impl Listener {
     }
 }
 
-/// What a front end knows about a request, borrowed from its own types.
+/// What the decision knows about a request, borrowed from the front end's
+/// own types. Built by the request edge ([`request::admit`]) only.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestView<'a> {
+    /// The listener that received it.
     pub listener: Listener,
+    /// The method as sent.
     pub method: &'a str,
     /// `http` or `https`, as believed (TLS, or `X-Forwarded-Proto` from a
     /// trusted proxy or the ext_authz caller).
     pub scheme: &'a str,
     /// `host[:port]` as the client addressed it.
     pub host: &'a str,
-    /// Path and query as received (not normalised).
+    /// Path and query as received (not normalised; without Envoy's
+    /// `path_prefix`).
     pub uri: &'a str,
+    /// The [normalised](path::normalize) path routes are matched on.
+    pub path: &'a str,
+    /// authgate's own endpoint the path names on this listener, if any.
+    pub endpoint: Option<Endpoint>,
+    /// The request's headers.
     pub headers: &'a HeaderMap,
+    /// The client's address (the TCP peer, or the `CheckRequest`'s source).
     pub client_ip: Option<IpAddr>,
 }
 
@@ -55,14 +82,20 @@ pub use crate::domain::Identity;
 /// The outcome label of `authgate_requests_total{decision}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// Let through with an identity (or an endpoint answered for a user).
     Allowed,
+    /// Let through without authentication (skip route, preflight, `/ping`).
     Skipped,
+    /// No valid credentials: 401 or a login redirect.
     Unauthenticated,
+    /// Authenticated but not authorized: 403.
     Forbidden,
+    /// Refused input or an unavailable dependency.
     Error,
 }
 
 impl Outcome {
+    /// The `decision` label of `authgate_requests_total`.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Allowed => "allowed",
@@ -77,11 +110,12 @@ impl Outcome {
 /// A request let through with an identity.
 #[derive(Debug, Clone)]
 pub struct Grant {
+    /// Who the request is.
     pub identity: Arc<Identity>,
     /// Sent upstream as `Authorization: Bearer` when `pass_authorization`.
-    pub id_token: Option<Arc<str>>,
+    pub id_token: Option<Secret<Arc<str>>>,
     /// Sent upstream as `X-Forwarded-Access-Token` when `pass_access_token`.
-    pub access_token: Option<Arc<str>>,
+    pub access_token: Option<Secret<Arc<str>>>,
     /// Whole `Set-Cookie` values for the client (a refreshed session).
     pub set_cookies: Vec<HeaderValue>,
 }
@@ -90,23 +124,30 @@ pub struct Grant {
 /// redirect, a 401/403 page, or an `/oauth2/*` endpoint's response.
 #[derive(Debug, Clone)]
 pub struct Reply {
+    /// The HTTP status.
     pub status: StatusCode,
     /// In order; `Set-Cookie` may repeat and every front end keeps each line.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The body (`Content-Length` is added by the front end).
     pub body: Bytes,
+    /// How metrics count it.
     pub outcome: Outcome,
 }
 
+/// The decision's answer for one request.
 #[derive(Debug, Clone)]
 pub enum Decision {
     /// `skip_auth_routes` or a preflight with `skip_preflight`: forwarded
     /// without identity.
     Skip,
+    /// Forwarded with the grant's identity.
     Allow(Grant),
+    /// Answered by authgate itself.
     Reply(Reply),
 }
 
 impl Decision {
+    /// How metrics count it.
     pub fn outcome(&self) -> Outcome {
         match self {
             Decision::Skip => Outcome::Skipped,

@@ -8,14 +8,19 @@ use std::time::Duration;
 /// problem's key already says where it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
+    /// Empty text.
     #[error("must not be empty (e.g. 30s, 5m, 12h, 7d)")]
     Empty,
+    /// A leading `-`.
     #[error("must not be negative")]
     Negative,
+    /// Not `<number><unit>…`.
     #[error("expected a number followed by a unit ms, s, m, h or d (e.g. 30s, 1h30m)")]
     Syntax,
+    /// A unit other than ms, s, m, h, d.
     #[error("unknown unit `{0}` (use ms, s, m, h or d)")]
     UnknownUnit(String),
+    /// More than `u64::MAX` seconds.
     #[error("is too large")]
     Overflow,
 }

@@ -13,10 +13,13 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 /// Why one string could not be expanded. Never carries a value, only names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvError {
+    /// `${NAME}` names a variable that is not set.
     #[error("environment variable {0} is not set")]
     Missing(String),
+    /// `${` without its `}`.
     #[error("unterminated `${{` (write `$${{` for a literal `${{`)")]
     Unterminated,
+    /// `${…}` holds something that is not a variable name.
     #[error("invalid environment variable name `{0}` (letters, digits and _ only)")]
     BadName(String),
 }

@@ -1,13 +1,17 @@
-//! Problems found while loading the configuration.
+//! Problems found while loading the configuration, each named by its key.
 
 /// One problem, named by the key's full dotted path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The key's full dotted path (`cookie.secret`, `upstreams[0].url`), or
+    /// `(yaml)`, `(root)` or the file's path for problems of the whole file.
     pub key: String,
+    /// What is wrong, in one line; never echoes a secret value.
     pub message: String,
 }
 
 impl Problem {
+    /// A problem under `key`.
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
         Problem {
             key: key.into(),

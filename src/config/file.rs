@@ -3,6 +3,8 @@
 //! these into the typed `model`. Every key has a default, so a missing key is
 //! reported by validation under its full path rather than by serde.
 //! Text that means "unset" is an empty string, as in the contract's example.
+//! The keys' meanings are documented once, on the typed `model`; these
+//! types are private to `config`.
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
@@ -11,32 +13,32 @@ use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct FileConfig {
-    pub server: ServerFile,
-    pub provider: ProviderFile,
-    pub cookie: CookieFile,
-    pub session: SessionFile,
-    pub authorization: AuthorizationFile,
-    pub redirect: RedirectFile,
-    pub upstreams: Vec<UpstreamFile>,
-    pub headers: HeadersFile,
+pub(super) struct FileConfig {
+    pub(super) server: ServerFile,
+    pub(super) provider: ProviderFile,
+    pub(super) cookie: CookieFile,
+    pub(super) session: SessionFile,
+    pub(super) authorization: AuthorizationFile,
+    pub(super) redirect: RedirectFile,
+    pub(super) upstreams: Vec<UpstreamFile>,
+    pub(super) headers: HeadersFile,
 }
 
 // === server ===
 
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ServerFile {
-    pub listen: String,
-    pub ext_authz_http: String,
-    pub ext_authz_grpc: String,
-    pub metrics: String,
-    pub ext_authz_path_prefix: String,
-    pub trusted_proxies: Vec<String>,
-    pub tls: Option<TlsFile>,
+pub(super) struct ServerFile {
+    pub(super) listen: String,
+    pub(super) ext_authz_http: String,
+    pub(super) ext_authz_grpc: String,
+    pub(super) metrics: String,
+    pub(super) ext_authz_path_prefix: String,
+    pub(super) trusted_proxies: Vec<String>,
+    pub(super) tls: Option<TlsFile>,
     #[serde(deserialize_with = "flex_usize")]
-    pub threads: usize,
-    pub shutdown_grace: DurationText,
+    pub(super) threads: usize,
+    pub(super) shutdown_grace: DurationText,
 }
 
 impl Default for ServerFile {
@@ -57,36 +59,36 @@ impl Default for ServerFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct TlsFile {
-    pub cert_file: String,
-    pub key_file: String,
+pub(super) struct TlsFile {
+    pub(super) cert_file: String,
+    pub(super) key_file: String,
 }
 
 // === provider ===
 
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ProviderFile {
-    pub issuer_url: String,
-    pub client_id: String,
-    pub client_secret: String,
-    pub client_secret_file: String,
-    pub scopes: Vec<String>,
-    pub redirect_url: String,
+pub(super) struct ProviderFile {
+    pub(super) issuer_url: String,
+    pub(super) client_id: String,
+    pub(super) client_secret: String,
+    pub(super) client_secret_file: String,
+    pub(super) scopes: Vec<String>,
+    pub(super) redirect_url: String,
     #[serde(deserialize_with = "flex_bool")]
-    pub discovery: bool,
-    pub authorization_endpoint: String,
-    pub token_endpoint: String,
-    pub userinfo_endpoint: String,
-    pub jwks_uri: String,
-    pub end_session_endpoint: String,
+    pub(super) discovery: bool,
+    pub(super) authorization_endpoint: String,
+    pub(super) token_endpoint: String,
+    pub(super) userinfo_endpoint: String,
+    pub(super) jwks_uri: String,
+    pub(super) end_session_endpoint: String,
     #[serde(deserialize_with = "flex_bool")]
-    pub pkce: bool,
-    pub audiences: Vec<String>,
-    pub claims: ClaimsFile,
+    pub(super) pkce: bool,
+    pub(super) audiences: Vec<String>,
+    pub(super) claims: ClaimsFile,
     #[serde(deserialize_with = "flex_bool")]
-    pub allow_unverified_email: bool,
-    pub ca_file: String,
+    pub(super) allow_unverified_email: bool,
+    pub(super) ca_file: String,
 }
 
 impl Default for ProviderFile {
@@ -117,11 +119,11 @@ impl Default for ProviderFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ClaimsFile {
-    pub user: String,
-    pub email: String,
-    pub groups: String,
-    pub preferred_username: String,
+pub(super) struct ClaimsFile {
+    pub(super) user: String,
+    pub(super) email: String,
+    pub(super) groups: String,
+    pub(super) preferred_username: String,
 }
 
 impl Default for ClaimsFile {
@@ -139,19 +141,19 @@ impl Default for ClaimsFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct CookieFile {
-    pub name: String,
-    pub secret: String,
-    pub secret_file: String,
-    pub domains: Vec<String>,
-    pub path: String,
+pub(super) struct CookieFile {
+    pub(super) name: String,
+    pub(super) secret: String,
+    pub(super) secret_file: String,
+    pub(super) domains: Vec<String>,
+    pub(super) path: String,
     #[serde(deserialize_with = "flex_bool")]
-    pub secure: bool,
+    pub(super) secure: bool,
     #[serde(deserialize_with = "flex_bool")]
-    pub http_only: bool,
-    pub same_site: String,
-    pub expire: DurationText,
-    pub refresh: DurationText,
+    pub(super) http_only: bool,
+    pub(super) same_site: String,
+    pub(super) expire: DurationText,
+    pub(super) refresh: DurationText,
 }
 
 impl Default for CookieFile {
@@ -175,9 +177,9 @@ impl Default for CookieFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct SessionFile {
-    pub store: String,
-    pub redis: RedisFile,
+pub(super) struct SessionFile {
+    pub(super) store: String,
+    pub(super) redis: RedisFile,
 }
 
 impl Default for SessionFile {
@@ -191,8 +193,8 @@ impl Default for SessionFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RedisFile {
-    pub url: String,
+pub(super) struct RedisFile {
+    pub(super) url: String,
 }
 
 impl Default for RedisFile {
@@ -207,17 +209,17 @@ impl Default for RedisFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct AuthorizationFile {
-    pub email_domains: Vec<String>,
-    pub allowed_emails: Vec<String>,
-    pub allowed_groups: Vec<String>,
-    pub skip_auth_routes: Vec<String>,
-    pub api_routes: Vec<String>,
+pub(super) struct AuthorizationFile {
+    pub(super) email_domains: Vec<String>,
+    pub(super) allowed_emails: Vec<String>,
+    pub(super) allowed_groups: Vec<String>,
+    pub(super) skip_auth_routes: Vec<String>,
+    pub(super) api_routes: Vec<String>,
     #[serde(deserialize_with = "flex_bool")]
-    pub skip_preflight: bool,
+    pub(super) skip_preflight: bool,
     #[serde(deserialize_with = "flex_bool")]
-    pub bearer_tokens: bool,
-    pub extra_jwt_issuers: Vec<ExtraIssuerFile>,
+    pub(super) bearer_tokens: bool,
+    pub(super) extra_jwt_issuers: Vec<ExtraIssuerFile>,
 }
 
 impl Default for AuthorizationFile {
@@ -237,37 +239,37 @@ impl Default for AuthorizationFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ExtraIssuerFile {
-    pub issuer_url: String,
-    pub audience: String,
+pub(super) struct ExtraIssuerFile {
+    pub(super) issuer_url: String,
+    pub(super) audience: String,
 }
 
 // === redirect, upstreams ===
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RedirectFile {
-    pub allowed_domains: Vec<String>,
+pub(super) struct RedirectFile {
+    pub(super) allowed_domains: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct UpstreamFile {
-    pub path: String,
-    pub url: String,
-    pub host: String,
+pub(super) struct UpstreamFile {
+    pub(super) path: String,
+    pub(super) url: String,
+    pub(super) host: String,
 }
 
 // === headers ===
 
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct HeadersFile {
+pub(super) struct HeadersFile {
     #[serde(deserialize_with = "flex_bool")]
-    pub pass_authorization: bool,
+    pub(super) pass_authorization: bool,
     #[serde(deserialize_with = "flex_bool")]
-    pub pass_access_token: bool,
-    pub identity: Vec<IdentityHeaderFile>,
+    pub(super) pass_access_token: bool,
+    pub(super) identity: Vec<IdentityHeaderFile>,
 }
 
 impl Default for HeadersFile {
@@ -282,14 +284,14 @@ impl Default for HeadersFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct IdentityHeaderFile {
-    pub name: String,
-    pub claim: String,
+pub(super) struct IdentityHeaderFile {
+    pub(super) name: String,
+    pub(super) claim: String,
 }
 
 /// The contract's default identity headers: oauth2-proxy's
 /// `X-Auth-Request-*` (for nginx/Envoy) and `X-Forwarded-*` (for upstreams).
-pub fn default_identity_headers() -> Vec<IdentityHeaderFile> {
+pub(super) fn default_identity_headers() -> Vec<IdentityHeaderFile> {
     [
         ("X-Auth-Request-User", "user"),
         ("X-Auth-Request-Email", "email"),
@@ -314,7 +316,7 @@ pub fn default_identity_headers() -> Vec<IdentityHeaderFile> {
 /// names the key. A bare YAML integer is taken as text too (`0` is valid,
 /// `30` gets "missing unit").
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DurationText(pub String);
+pub(super) struct DurationText(pub(super) String);
 
 impl<'de> Deserialize<'de> for DurationText {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

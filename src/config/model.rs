@@ -1,6 +1,8 @@
-//! The validated configuration the program runs on. Nothing here is serde:
+//! The validated configuration the program runs on (typed, not serde):
 //! `config::load` builds it from the file DTO once, so no request path ever
 //! re-parses a string or unwraps an `Option` that validation already settled.
+//! Secrets (client secret, cookie key, Redis passwords) are
+//! [`Secret`]s, so `{:?}` of a `Config` never prints them.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,27 +12,45 @@ use ipnet::IpNet;
 use regex::Regex;
 use url::Url;
 
+use crate::domain::Secret;
+
+/// The whole validated configuration, one field per section of the file.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `server`: listeners, trusted proxies, TLS, threads.
     pub server: Server,
+    /// `provider`: the OpenID provider and this client's registration.
     pub provider: Provider,
+    /// `cookie`: the session cookie's name, key and attributes.
     pub cookie: Cookie,
+    /// `session`: where sessions are stored.
     pub session: Session,
+    /// `authorization`: who is let in, and which routes skip authentication.
     pub authorization: Authorization,
+    /// `redirect`: where `rd=` may send the browser after sign-in/out.
     pub redirect: Redirect,
+    /// `upstreams`: where the proxy forwards, longest path prefix first.
     pub upstreams: Vec<Upstream>,
+    /// `headers`: what the upstream is told about the user.
     pub headers: Headers,
 }
 
+/// `server`: the listeners and how far forwarded headers are believed.
 #[derive(Debug, Clone)]
 pub struct Server {
+    /// The proxy listener (also `/oauth2/*`, `/ping`, `/ready`).
     pub listen: SocketAddr,
+    /// Envoy HTTP ext_authz check listener, when enabled.
     pub ext_authz_http: Option<SocketAddr>,
+    /// Envoy gRPC ext_authz (v3) listener, when enabled.
     pub ext_authz_grpc: Option<SocketAddr>,
+    /// Prometheus `GET /metrics` listener, when enabled.
     pub metrics: Option<SocketAddr>,
     /// Stripped from paths on the ext_authz HTTP listener ("" = none).
     pub ext_authz_path_prefix: String,
+    /// Peers whose `X-Forwarded-Proto/Host/For` are believed (none by default).
     pub trusted_proxies: Vec<IpNet>,
+    /// TLS on `listen`, when configured.
     pub tls: Option<Tls>,
     /// Worker threads per service; already resolved (0 in the file = cores).
     pub threads: usize,
@@ -38,17 +58,26 @@ pub struct Server {
     pub shutdown_grace: Duration,
 }
 
+/// `server.tls`: PEM files, checked readable at load time.
 #[derive(Debug, Clone)]
 pub struct Tls {
+    /// Certificate chain (PEM).
     pub cert_file: PathBuf,
+    /// Private key (PEM).
     pub key_file: PathBuf,
 }
 
+/// `provider`: the OpenID provider and this client's registration with it.
 #[derive(Debug, Clone)]
 pub struct Provider {
+    /// The issuer (`iss`); discovery reads `<issuer>/.well-known/openid-configuration`.
     pub issuer_url: Url,
+    /// This client's id at the IdP (also the expected `aud`).
     pub client_id: String,
-    pub client_secret: String,
+    /// This client's secret (inline or from `client_secret_file`); empty for a
+    /// public client. Never printed.
+    pub client_secret: Secret<String>,
+    /// Scopes asked for; always includes `openid`.
     pub scopes: Vec<String>,
     /// None: derived per request as `<scheme>://<host>/oauth2/callback`.
     pub redirect_url: Option<Url>,
@@ -57,80 +86,182 @@ pub struct Provider {
     /// RP-initiated logout: set by hand (either discovery mode), else the
     /// discovered one is used.
     pub end_session_endpoint: Option<Url>,
+    /// PKCE (RFC 7636, S256) on the authorization code flow.
     pub pkce: bool,
+    /// Extra accepted `aud` values besides `client_id` (e.g. Keycloak's).
     pub audiences: Vec<String>,
+    /// Where each identity field is read from in the claims.
     pub claims: Claims,
+    /// Accept an ID token with `email_verified: false`.
     pub allow_unverified_email: bool,
     /// Extra PEM CA bundle for the IdP's TLS.
     pub ca_file: Option<PathBuf>,
 }
 
+/// The IdP's endpoints given by hand (`provider.discovery: false`).
 #[derive(Debug, Clone)]
 pub struct Endpoints {
+    /// Where the browser is sent to sign in.
     pub authorization_endpoint: Url,
+    /// Where codes and refresh tokens are redeemed.
     pub token_endpoint: Url,
+    /// The OIDC UserInfo endpoint.
     pub userinfo_endpoint: Url,
+    /// The IdP's signing keys (JWKS).
     pub jwks_uri: Url,
+    /// RP-initiated logout, when the IdP has one.
     pub end_session_endpoint: Option<Url>,
 }
 
 /// Claim paths, each already split on `.` (`realm_access.roles` -> ["realm_access", "roles"]).
 #[derive(Debug, Clone)]
 pub struct Claims {
+    /// `provider.claims.user` (default `email`).
     pub user: ClaimPath,
+    /// `provider.claims.email` (default `email`).
     pub email: ClaimPath,
+    /// `provider.claims.groups` (default `groups`).
     pub groups: ClaimPath,
+    /// `provider.claims.preferred_username` (default `preferred_username`).
     pub preferred_username: ClaimPath,
 }
 
+/// A claim name or dotted path, split into its non-empty segments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimPath(pub Vec<String>);
 
+/// `cookie`: the session cookie (RFC 6265) and the key that seals it.
 #[derive(Debug, Clone)]
 pub struct Cookie {
+    /// Cookie name (an RFC 7230 token; `__Host-`/`__Secure-` rules checked).
     pub name: String,
     /// 16, 24 or 32 raw bytes, decoded from raw / base64 / base64url.
-    pub secret: Vec<u8>,
+    /// Never printed.
+    pub secret: Secret<Vec<u8>>,
+    /// `Domain` attributes; empty: a host-only cookie.
     pub domains: Vec<String>,
+    /// `Path` attribute, starting with `/`.
     pub path: String,
+    /// `Secure` attribute.
     pub secure: bool,
+    /// `HttpOnly` attribute.
     pub http_only: bool,
+    /// `SameSite` attribute.
     pub same_site: SameSite,
+    /// Session lifetime (cookie `Max-Age`, Redis TTL); greater than zero.
     pub expire: Duration,
     /// None when `refresh: 0s`.
     pub refresh: Option<Duration>,
 }
 
+/// The cookie's `SameSite` attribute (RFC 6265bis §4.1.2.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SameSite {
+    /// `SameSite=Lax` (the default).
     Lax,
+    /// `SameSite=Strict`.
     Strict,
+    /// `SameSite=None`; requires `Secure`.
     None,
 }
 
+/// `session.store`: where a session lives.
 #[derive(Debug, Clone)]
 pub enum Session {
+    /// Sealed into the cookie itself (the default).
     Cookie,
+    /// In Redis; the cookie holds a sealed ticket.
     Redis(Redis),
 }
 
-#[derive(Debug, Clone)]
+/// `session.redis`: the Redis servers and credentials, parsed once from
+/// `session.redis.url`; the session layer builds its client from this and
+/// never parses the URL again, so what `check` accepts `run` can use.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Redis {
-    /// The URL as written (redis://, rediss://, redis+sentinel://, redis+cluster://...).
-    pub url: String,
+    /// Which servers to ask (single, Sentinel or Cluster).
+    pub topology: RedisTopology,
+    /// TLS to the data nodes (`rediss…` schemes), certificates verified.
+    /// Sentinels themselves are always asked in plain TCP.
+    pub tls: bool,
+    /// Database number (`SELECT`); 0 unless the URL names one, always 0 on a cluster.
+    pub db: i64,
+    /// ACL user name (Redis 6+), percent-decoded; None for the default user.
+    pub username: Option<String>,
+    /// Password, percent-decoded. Never printed.
+    pub password: Option<Secret<String>>,
+    /// Wire protocol (`?protocol=resp3`); RESP2 unless asked.
+    pub protocol: RedisProtocol,
 }
 
+/// The Redis deployment behind `session.redis.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTopology {
+    /// One server: `redis://host[:port][/db]`, `rediss://…`, or a Unix
+    /// socket (`unix:///path?db=N`, `redis+unix:///path`).
+    Single(RedisAddr),
+    /// `redis+sentinel://s1[:port],s2[:port]/<master>[/db]`: the sentinels
+    /// are asked (without credentials or TLS) for the master named `master`;
+    /// credentials, TLS and db apply to the master.
+    Sentinel {
+        /// Sentinel addresses (port 6379 when not written, as the redis crate does).
+        sentinels: Vec<RedisNode>,
+        /// The monitored master's name.
+        master: String,
+    },
+    /// `redis+cluster://n1[:port],n2[:port]`: seed nodes of a Redis Cluster.
+    Cluster {
+        /// Seed nodes; the rest of the cluster is discovered from them.
+        nodes: Vec<RedisNode>,
+    },
+}
+
+/// Where a single Redis server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisAddr {
+    /// TCP (with TLS when [`Redis::tls`]).
+    Tcp(RedisNode),
+    /// A Unix domain socket.
+    Unix(PathBuf),
+}
+
+/// One `host:port`: a DNS name, or an IP address (IPv6 without brackets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisNode {
+    /// Host name or IP address, as it will be resolved at connect time.
+    pub host: String,
+    /// TCP port; 6379 when the URL has none.
+    pub port: u16,
+}
+
+/// The RESP version spoken to Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedisProtocol {
+    /// RESP2 (every Redis).
+    #[default]
+    Resp2,
+    /// RESP3 (Redis 6+), `?protocol=resp3` or `?protocol=3`.
+    Resp3,
+}
+
+/// `authorization`: who is let in once authenticated, and the exceptions.
 #[derive(Debug, Clone)]
 pub struct Authorization {
     /// Lower-cased; `*` alone means any domain.
     pub email_domains: Vec<String>,
     /// Lower-cased.
     pub allowed_emails: Vec<String>,
+    /// Any one of these groups admits; empty: any authenticated user.
     pub allowed_groups: Vec<String>,
+    /// Routes served with no authentication at all.
     pub skip_auth_routes: Vec<Route>,
+    /// Path regexes answered 401 instead of a redirect to sign-in.
     pub api_routes: Vec<Regex>,
+    /// Let CORS preflight `OPTIONS` requests through unauthenticated.
     pub skip_preflight: bool,
+    /// Accept `Authorization: Bearer <JWT>` from the issuer.
     pub bearer_tokens: bool,
+    /// Other issuers whose bearer JWTs are accepted, each with its audience.
     pub extra_jwt_issuers: Vec<ExtraIssuer>,
 }
 
@@ -139,53 +270,71 @@ pub struct Authorization {
 pub struct Route {
     /// Upper-cased; None = any method.
     pub method: Option<String>,
+    /// Matched against the normalised path.
     pub path: Regex,
 }
 
+/// `authorization.extra_jwt_issuers[]`: another issuer whose bearer JWTs count.
 #[derive(Debug, Clone)]
 pub struct ExtraIssuer {
+    /// The issuer (`iss`), discovered like the provider's.
     pub issuer_url: Url,
+    /// The `aud` its tokens must carry.
     pub audience: String,
 }
 
+/// `redirect`: where post-sign-in/out redirects may go.
 #[derive(Debug, Clone)]
 pub struct Redirect {
     /// Lower-cased; a leading `.` means "this domain's subdomains".
     pub allowed_domains: Vec<String>,
 }
 
+/// `upstreams[]`: one backend the proxy forwards to.
 #[derive(Debug, Clone)]
 pub struct Upstream {
     /// Path prefix, always starting with `/`.
     pub path: String,
+    /// The backend's base URL (http or https).
     pub url: Url,
     /// Resolved once at start-up: Pingora's `HttpPeer::new` would resolve
     /// with blocking DNS and panic on failure at request time.
     pub addr: SocketAddr,
+    /// TLS to the backend (`https` URL).
     pub tls: bool,
     /// `host` override, or None to keep the client's Host.
     pub host: Option<String>,
 }
 
+/// `headers`: what the upstream is told about the user.
 #[derive(Debug, Clone)]
 pub struct Headers {
+    /// Send `Authorization: Bearer <ID token>` upstream.
     pub pass_authorization: bool,
+    /// Send `X-Forwarded-Access-Token` upstream.
     pub pass_access_token: bool,
+    /// Identity headers set on allowed requests (and stripped from clients').
     pub identity: Vec<IdentityHeader>,
 }
 
+/// `headers.identity[]`: one header and the identity field it carries.
 #[derive(Debug, Clone)]
 pub struct IdentityHeader {
     /// As written in the config (case kept for the wire).
     pub name: http::HeaderName,
+    /// The identity field it carries.
     pub claim: IdentityClaim,
 }
 
 /// Which identity field a header carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentityClaim {
+    /// The configured user claim.
     User,
+    /// The e-mail address.
     Email,
+    /// `preferred_username`.
     PreferredUsername,
+    /// Group names, joined with `,`.
     Groups,
 }

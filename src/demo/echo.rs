@@ -4,11 +4,10 @@
 //! the user sees `X-Auth-Request-User`, `X-Auth-Request-Groups`, ... as the
 //! upstream received them. HTML for browsers, JSON for scripts and tests.
 
-use async_trait::async_trait;
 use http::header::{HeaderMap, HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Method, Response, StatusCode};
-use pingora::apps::http_app::ServeHttp;
-use pingora::protocols::http::ServerSession;
+
+use super::http_server::{self, Handler, Request};
 
 /// Answers every request with 200 and the method, URI and headers it received.
 #[derive(Debug, Clone, Default)]
@@ -17,11 +16,30 @@ pub struct Echo;
 // === impl Echo ===
 
 impl Echo {
+    /// The echo upstream (it has no state).
     pub fn new() -> Echo {
         Echo
     }
 
-    /// The whole behaviour, separate from Pingora so it can be tested directly.
+    /// This upstream as a [`Handler`] for the demo's
+    /// [`http_server`](super::http_server); request bodies are read and ignored.
+    pub fn handler(&self) -> Handler {
+        let echo = self.clone();
+        http_server::handler(move |req: Request| {
+            let resp = match Method::from_bytes(req.method.as_bytes()) {
+                Ok(method) => echo.handle(&method, &req.target, &req.header_map()),
+                Err(_) => {
+                    let mut resp = Response::new(b"bad method\n".to_vec());
+                    *resp.status_mut() = StatusCode::BAD_REQUEST;
+                    resp
+                }
+            };
+            async move { resp.into() }
+        })
+    }
+
+    /// The whole behaviour, separate from the server so it can be tested directly:
+    /// 200 with `method`, the request target `uri` and every header.
     pub fn handle(&self, method: &Method, uri: &str, headers: &HeaderMap) -> Response<Vec<u8>> {
         let (body, content_type) = if prefers_json(headers) {
             (render_json(method, uri, headers), "application/json")
@@ -37,19 +55,6 @@ impl Echo {
         h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         resp
-    }
-}
-
-#[async_trait]
-impl ServeHttp for Echo {
-    async fn response(&self, http_session: &mut ServerSession) -> Response<Vec<u8>> {
-        let req = http_session.req_header();
-        let method = req.method.clone();
-        let uri = req.uri.to_string();
-        let headers = req.headers.clone();
-        // Consume any body so the connection can be reused; its content is not shown.
-        let _ = http_session.drain_request_body().await;
-        super::with_content_length(self.handle(&method, &uri, &headers))
     }
 }
 

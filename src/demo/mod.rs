@@ -1,12 +1,20 @@
-//! The embedded development IdP and echo upstream of `authgate demo`.
+//! `authgate demo` and its parts: the development IdP, the echo upstream and
+//! the small loopback HTTP server that serves them (also to the tests).
 //!
-//! Both are Pingora `ServeHttp` apps meant for 127.0.0.1 only: the IdP has
-//! fixed users with fixed passwords, so binding it anywhere else would hand out
-//! identities to the network. [`refuse_non_loopback`] is the guard the `demo`
-//! command runs before it binds anything.
+//! Compiled only with the `demo` Cargo feature (on by default): a build with
+//! `--no-default-features`, like the container image, carries no
+//! fixed-password identity provider. Everything here is for 127.0.0.1 only:
+//! the IdP has fixed users with fixed passwords, so serving it anywhere else
+//! would hand out identities to the network. [`refuse_non_loopback`] is the
+//! guard the `demo` command runs before it binds anything, and
+//! [`http_server`] refuses non-loopback listeners itself.
 
 pub mod echo;
+pub mod http_server;
 pub mod idp;
+mod run;
+
+pub use run::run;
 
 use std::net::SocketAddr;
 
@@ -19,23 +27,19 @@ pub const BANNER: &str = "\
 *  Everything listens on 127.0.0.1 only.                             *
 **********************************************************************";
 
-/// Pingora's `ServeHttp` adapter does not frame the body; an explicit length
-/// keeps HTTP/1.1 connections reusable for the proxy's IdP client.
-fn with_content_length(mut resp: http::Response<Vec<u8>>) -> http::Response<Vec<u8>> {
-    let len = http::HeaderValue::from(resp.body().len());
-    resp.headers_mut().insert(http::header::CONTENT_LENGTH, len);
-    resp
-}
-
 /// Why the demo refuses to start.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DemoError {
     /// The demo's users have public passwords; only loopback keeps them local.
     #[error("authgate demo only binds loopback addresses (127.0.0.1, ::1), not {0}")]
     NotLoopback(SocketAddr),
+    /// A listener handed to [`http_server`] has no local address.
+    #[error("the listener's address is unknown: {0}")]
+    Listener(String),
 }
 
-/// Errors unless `addr` is a loopback address (127.0.0.0/8 or ::1).
+/// Errors with [`DemoError::NotLoopback`] unless `addr` is a loopback address
+/// (127.0.0.0/8 or ::1).
 pub fn refuse_non_loopback(addr: &SocketAddr) -> anyhow::Result<()> {
     if addr.ip().is_loopback() {
         Ok(())
@@ -75,16 +79,7 @@ mod tests {
     }
 
     #[test]
-    fn responses_get_an_explicit_content_length() {
-        let resp = with_content_length(http::Response::new(b"hello".to_vec()));
-        assert_eq!(resp.headers()[http::header::CONTENT_LENGTH], "5");
-    }
-
-    #[test]
     fn banner_says_not_for_production() {
         assert!(BANNER.contains("NOT FOR PRODUCTION"));
     }
 }
-
-mod run;
-pub use run::run;

@@ -3,21 +3,17 @@
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 
-use pingora::services::listening::Service;
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::{background_service, BackgroundService};
 
 use super::echo::Echo;
+use super::http_server::{self, Handler};
 use super::idp::{DemoClient, DemoIdp};
 use super::{refuse_non_loopback, BANNER};
 
 const CLIENT_ID: &str = "authgate-demo";
-
-/// A port nothing listens on right now (the OS picks it).
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
-}
-
 
 /// The demo's authgate configuration, as a user would write it.
 fn config_yaml(port: u16, idp_port: u16, echo_port: u16, client_secret: &str) -> String {
@@ -44,11 +40,52 @@ upstreams:
     )
 }
 
+/// A listener bound before Pingora starts (so its port is known and stays
+/// ours), served with [`http_server`] on a Pingora background runtime until
+/// shutdown.
+struct Served {
+    listener: Mutex<Option<TcpListener>>,
+    handler: Handler,
+}
+
+#[async_trait]
+impl BackgroundService for Served {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(listener) = self.listener.lock().take() else {
+            return;
+        };
+        let listener = match listener
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpListener::from_std(listener))
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "authgate demo: cannot serve a listener");
+                return;
+            }
+        };
+        tokio::select! {
+            served = http_server::serve(listener, self.handler.clone()) => {
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "authgate demo: cannot serve a listener");
+                }
+            }
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Runs the demo with the proxy on `127.0.0.1:port` until the process is
+/// stopped. Errors if a port cannot be bound or the generated config is
+/// refused; never returns otherwise.
 pub fn run(port: u16) -> anyhow::Result<()> {
     let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     refuse_non_loopback(&listen)?;
-    let idp_port = free_port()?;
-    let echo_port = free_port()?;
+    // Bound now and kept: the ports go into the config and nobody can take them.
+    let idp_listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    let echo_listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    let idp_port = idp_listener.local_addr()?.port();
+    let echo_port = echo_listener.local_addr()?.port();
     let client_secret = crate::domain::random::token(24);
     let cfg = crate::config::load_str(&config_yaml(port, idp_port, echo_port, &client_secret))
         .map_err(|e| {
@@ -69,12 +106,20 @@ pub fn run(port: u16) -> anyhow::Result<()> {
     )?;
 
     let (mut server, _gate) = crate::server::build(cfg)?;
-    let mut idp_svc = Service::new("demo identity provider".to_owned(), idp);
-    idp_svc.add_tcp(&format!("127.0.0.1:{idp_port}"));
-    let mut echo_svc = Service::new("demo echo upstream".to_owned(), Echo::new());
-    echo_svc.add_tcp(&format!("127.0.0.1:{echo_port}"));
-    server.add_service(idp_svc);
-    server.add_service(echo_svc);
+    server.add_service(background_service(
+        "demo identity provider",
+        Served {
+            listener: Mutex::new(Some(idp_listener)),
+            handler: idp.handler(),
+        },
+    ));
+    server.add_service(background_service(
+        "demo echo upstream",
+        Served {
+            listener: Mutex::new(Some(echo_listener)),
+            handler: Echo::new().handler(),
+        },
+    ));
 
     eprintln!("{BANNER}");
     eprintln!("identity provider: http://127.0.0.1:{idp_port}   echo upstream: http://127.0.0.1:{echo_port}");

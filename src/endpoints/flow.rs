@@ -3,15 +3,14 @@
 //! CSRF cookie (`NAME_csrf_<state prefix>`), so parallel logins in one
 //! browser do not overwrite each other.
 
-use base64::Engine;
 use http::{header, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::{pages, query_param};
 use crate::authz::decide::append_cookies;
 use crate::authz::{redirect, rules, Outcome, Reply, RequestView};
 use crate::clock::unix_now;
+use crate::domain::Secret;
 use crate::gate::{Gate, FLOW_TTL};
 use crate::metrics::SessionEvent;
 use crate::oidc::OidcError;
@@ -22,15 +21,17 @@ use crate::session::Session;
 /// How much of the state names the flow's cookie: enough to tell flows apart.
 const FLOW_ID_LEN: usize = 16;
 
-/// What the CSRF cookie carries, sealed and bound to its own name.
+/// What the CSRF cookie carries, sealed and bound to its own name. The
+/// nonce and PKCE verifier serialise as plain strings (the cookie format is
+/// unchanged) but never print.
 #[derive(Serialize, Deserialize)]
 struct Flow {
     #[serde(rename = "s")]
     state: String,
     #[serde(rename = "n")]
-    nonce: String,
+    nonce: Secret<String>,
     #[serde(rename = "v", default, skip_serializing_if = "Option::is_none")]
-    verifier: Option<String>,
+    verifier: Option<Secret<String>>,
     /// The validated post-login target.
     #[serde(rename = "r")]
     target: String,
@@ -51,6 +52,8 @@ fn is_state(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// The CSRF cookie of the flow with this `state`: `NAME_csrf_<first 16
+/// characters of state>`.
 pub fn flow_cookie_name(cookie_name: &str, state: &str) -> String {
     let id: String = state.chars().take(FLOW_ID_LEN).collect();
     format!("{cookie_name}_csrf_{id}")
@@ -98,16 +101,14 @@ impl Gate {
             None => format!("{}://{}/oauth2/callback", req.scheme, req.host),
         };
         let state = random_token();
-        let nonce = random_token();
-        let verifier = self.cfg.provider.pkce.then(random_token);
-        let challenge = verifier.as_deref().map(|v| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(v.as_bytes()))
-        });
+        let nonce = Secret::new(random_token());
+        // RFC 7636 4.1: 43 characters of base64url, the minimum length.
+        let verifier = self.cfg.provider.pkce.then(|| Secret::new(random_token()));
         let url = match self.provider.authorization_url(
             &redirect_uri,
             &state,
-            &nonce,
-            challenge.as_deref(),
+            nonce.expose(),
+            verifier.as_ref().map(|v| v.expose().as_str()),
         ) {
             Ok(u) => u,
             Err(_) => return pages::idp_not_ready(),
@@ -184,8 +185,8 @@ impl Gate {
             .redeem(
                 &code,
                 &flow.redirect_uri,
-                flow.verifier.as_deref(),
-                &flow.nonce,
+                flow.verifier.as_ref().map(|v| v.expose().as_str()),
+                flow.nonce.expose(),
             )
             .await
         {

@@ -23,6 +23,7 @@ fn page(status: StatusCode, outcome: Outcome, title: &str, message: &str) -> Rep
     r
 }
 
+/// A 302 to `location`.
 pub fn redirect(location: &str, outcome: Outcome) -> Reply {
     let mut r = Reply::new(StatusCode::FOUND, outcome);
     match HeaderValue::from_str(location) {
@@ -35,6 +36,7 @@ pub fn redirect(location: &str, outcome: Outcome) -> Reply {
     r
 }
 
+/// 403: signed in, but not allowed by `authorization`.
 pub fn forbidden() -> Reply {
     page(
         StatusCode::FORBIDDEN,
@@ -44,6 +46,7 @@ pub fn forbidden() -> Reply {
     )
 }
 
+/// 401 for a request without valid credentials that gets no login redirect.
 pub fn unauthorized() -> Reply {
     page(
         StatusCode::UNAUTHORIZED,
@@ -63,6 +66,7 @@ pub fn bearer_unauthorized(error: &'static str) -> Reply {
     r
 }
 
+/// 502: the IdP did not answer a call this request needed.
 pub fn idp_unavailable() -> Reply {
     page(
         StatusCode::BAD_GATEWAY,
@@ -72,6 +76,7 @@ pub fn idp_unavailable() -> Reply {
     )
 }
 
+/// 503: the IdP has not been discovered yet.
 pub fn idp_not_ready() -> Reply {
     page(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -81,6 +86,7 @@ pub fn idp_not_ready() -> Reply {
     )
 }
 
+/// 503: the Redis session store did not answer.
 pub fn store_unavailable() -> Reply {
     page(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -90,6 +96,7 @@ pub fn store_unavailable() -> Reply {
     )
 }
 
+/// 400 with an HTML page saying what was wrong.
 pub fn bad_request(message: &str) -> Reply {
     page(
         StatusCode::BAD_REQUEST,
@@ -99,6 +106,7 @@ pub fn bad_request(message: &str) -> Reply {
     )
 }
 
+/// A failed sign-in (`status` 4xx/5xx) as an HTML page; never creates a session.
 pub fn login_failed(status: StatusCode, message: &str) -> Reply {
     let outcome = if status == StatusCode::FORBIDDEN {
         Outcome::Forbidden
@@ -110,6 +118,7 @@ pub fn login_failed(status: StatusCode, message: &str) -> Reply {
     page(status, outcome, "Sign-in failed", message)
 }
 
+/// A plain-text reply.
 pub fn text(status: StatusCode, outcome: Outcome, body: &'static str) -> Reply {
     let mut r = Reply::new(status, outcome);
     r.headers.push((
@@ -120,6 +129,7 @@ pub fn text(status: StatusCode, outcome: Outcome, body: &'static str) -> Reply {
     r
 }
 
+/// A JSON reply.
 pub fn json(status: StatusCode, outcome: Outcome, body: Vec<u8>) -> Reply {
     let mut r = Reply::new(status, outcome);
     r.headers.push((

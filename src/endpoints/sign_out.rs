@@ -37,10 +37,10 @@ impl Gate {
                 return pages::store_unavailable();
             }
         };
-        let location = match self
-            .provider
-            .end_session_url(id_token.as_deref(), &absolute(req, &target))
-        {
+        let location = match self.provider.end_session_url(
+            id_token.as_ref().map(|t| t.expose().as_str()),
+            &absolute(req, &target),
+        ) {
             Some(url) => url.to_string(),
             None => target.into_owned(),
         };

@@ -4,7 +4,6 @@
 //! answer goes back to the client as it is, so a deny carries our whole
 //! reply: status, `Cache-Control: no-store`, each `Set-Cookie` on its own line.
 
-use std::borrow::Cow;
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -12,25 +11,26 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use futures::FutureExt;
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use pingora_http::RequestHeader;
 
-use crate::authz::{Decision, Grant, Listener, Outcome, Reply, RequestView};
+use crate::authz::{admit, Decision, Listener, Outcome, Received, Reply, Trust, UpstreamEdits};
 use crate::endpoints::pages;
 use crate::gate::Gate;
-use crate::proxy::{header_bytes, request_target, scheme_and_host, MAX_HEADER_BYTES};
 
 /// Envoy removes the headers named here (comma-separated) from the upstream
 /// request after applying the allowed ones from our 200.
 pub const HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
 
+/// The ext_authz HTTP check service (`server.ext_authz_http`).
 pub struct ExtAuthzHttp {
     gate: Arc<Gate>,
 }
 
 impl ExtAuthzHttp {
+    /// The check service over `gate`.
     pub fn new(gate: Arc<Gate>) -> Self {
         ExtAuthzHttp { gate }
     }
@@ -66,39 +66,32 @@ impl ExtAuthzHttp {
         req: &RequestHeader,
         client: Option<IpAddr>,
     ) -> (Outcome, Response<Vec<u8>>) {
-        if header_bytes(req) > MAX_HEADER_BYTES {
-            let r = pages::text(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                Outcome::Error,
-                "Request header fields too large\n",
-            );
-            return (r.outcome, deny(r));
-        }
-        // The caller is Envoy: its `X-Forwarded-Proto` says what the client used.
-        let (scheme, host) = scheme_and_host(req, client, &self.gate, false, true);
-        let Some(full) = request_target(req) else {
-            let r = pages::text(
-                StatusCode::BAD_REQUEST,
-                Outcome::Error,
-                "Bad request target\n",
-            );
-            return (r.outcome, deny(r));
-        };
-        let uri = strip_path_prefix(&self.gate.cfg.server.ext_authz_path_prefix, full);
-        let view = RequestView {
+        let authority = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| req.uri.authority().map(|a| a.as_str()))
+            .unwrap_or("");
+        let received = Received {
             listener: Listener::ExtAuthzHttp,
             method: req.method.as_str(),
-            scheme,
-            host,
-            uri: &uri,
+            target: req.raw_path(),
+            authority,
+            // The check connection's own scheme says nothing about the client's.
+            scheme: None,
             headers: &req.headers,
             client_ip: client,
+            path_prefix: &self.gate.cfg.server.ext_authz_path_prefix,
         };
-        let decision = self.gate.decide(&view).await;
+        let admitted = match admit(received, Trust::Caller) {
+            Ok(a) => a,
+            Err(reply) => return (reply.outcome, deny(reply)),
+        };
+        let decision = self.gate.decide(&admitted.view()).await;
         let outcome = decision.outcome();
         let resp = match decision {
-            Decision::Skip => allow(&self.gate, None, &req.headers),
-            Decision::Allow(grant) => allow(&self.gate, Some(&grant), &req.headers),
+            Decision::Skip => allow(self.gate.upstream_edits(None, &req.headers)),
+            Decision::Allow(grant) => allow(self.gate.upstream_edits(Some(grant), &req.headers)),
             Decision::Reply(reply) => deny(reply),
         };
         (outcome, resp)
@@ -121,56 +114,16 @@ impl ServeHttp for ExtAuthzHttp {
     }
 }
 
-/// The path and query Envoy asked about, without `ext_authz_path_prefix`
-/// (Envoy's `path_prefix`). `/prefix?x` is `/?x`; a target outside the
-/// prefix is decided as it is. A trailing `/` on the prefix is ignored.
-pub fn strip_path_prefix<'a>(prefix: &str, target: &'a str) -> Cow<'a, str> {
-    let prefix = prefix.trim_end_matches('/');
-    if prefix.is_empty() {
-        return Cow::Borrowed(target);
-    }
-    match target.strip_prefix(prefix) {
-        Some(rest) if rest.starts_with('/') => Cow::Borrowed(rest),
-        Some(rest) if rest.is_empty() || rest.starts_with('?') => Cow::Owned(format!("/{rest}")),
-        _ => Cow::Borrowed(target),
-    }
-}
-
-/// Identity header names Envoy must remove from the upstream request: every
-/// name authgate may set but did not set this time, plus any other spelling
-/// of a protected name seen in the request (`X_Forwarded_User`; upstreams
-/// such as nginx or CGI read it as `X-Forwarded-User`). Names that are set
-/// are never listed: Envoy removes after it sets.
-pub(crate) fn removals(
-    gate: &Gate,
-    set: &[(HeaderName, HeaderValue)],
-    seen: &HeaderMap,
-) -> Vec<String> {
-    let is_set = |n: &str| set.iter().any(|(s, _)| s.as_str() == n);
-    let mut out: Vec<String> = Vec::new();
-    let configured = gate.headers.all_names();
-    let spoofable = seen
-        .keys()
-        .filter(|n| gate.headers.is_protected(n.as_str()));
-    for name in configured.iter().chain(spoofable) {
-        let name = name.as_str();
-        if !is_set(name) && !out.iter().any(|o| o == name) {
-            out.push(name.to_owned());
-        }
-    }
-    out
-}
-
-/// Exactly 200 with each identity header once, the names we did not set in
-/// `x-envoy-auth-headers-to-remove`, and a refreshed session's `Set-Cookie`
-/// lines (users list `set-cookie` in `headersToDownstreamOnAllow`).
-fn allow(gate: &Gate, grant: Option<&Grant>, seen: &HeaderMap) -> Response<Vec<u8>> {
+/// Exactly 200 with each identity header once (and the rewritten `cookie`),
+/// the names we did not set in `x-envoy-auth-headers-to-remove`, and a
+/// refreshed session's `Set-Cookie` lines (users list `set-cookie` in
+/// `headersToDownstreamOnAllow`).
+fn allow(edits: UpstreamEdits) -> Response<Vec<u8>> {
     let mut resp = Response::new(Vec::new());
     *resp.status_mut() = StatusCode::OK;
-    let edits = super::upstream_edits(gate, grant, seen);
-    let remove = edits.remove.join(", ");
+    let remove = edits.removals_after_set().join(", ");
     let h = resp.headers_mut();
-    for (name, value) in edits.set {
+    for (name, value) in edits.sets_with_cookie() {
         h.insert(name, value);
     }
     if !remove.is_empty() {
@@ -178,10 +131,8 @@ fn allow(gate: &Gate, grant: Option<&Grant>, seen: &HeaderMap) -> Response<Vec<u
             h.insert(HEADERS_TO_REMOVE, v);
         }
     }
-    if let Some(g) = grant {
-        for c in &g.set_cookies {
-            h.append(http::header::SET_COOKIE, c.clone());
-        }
+    for c in edits.client_cookies {
+        h.append(http::header::SET_COOKIE, c);
     }
     // Without a length Pingora would close-delimit the empty body and drop
     // Envoy's pooled connection after every allow.
@@ -211,7 +162,7 @@ fn deny(reply: Reply) -> Response<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extauthz::grpc::testkit::{self, Kit};
+    use crate::testkit::{self, Kit};
     use http::Method;
 
     fn request(path: &str, headers: &[(&str, &str)]) -> RequestHeader {
@@ -246,23 +197,6 @@ mod tests {
             .flat_map(|v| v.split(',').map(|s| s.trim().to_owned()))
             .filter(|s| !s.is_empty())
             .collect()
-    }
-
-    #[test]
-    fn the_path_prefix_is_stripped_whatever_its_trailing_slash() {
-        assert_eq!(strip_path_prefix("", "/a?b"), "/a?b");
-        assert_eq!(strip_path_prefix("/", "/a?b"), "/a?b");
-        assert_eq!(strip_path_prefix("/authz", "/authz/a?b"), "/a?b");
-        assert_eq!(strip_path_prefix("/authz/", "/authz/a?b"), "/a?b");
-        assert_eq!(strip_path_prefix("/authz", "/authz"), "/");
-        assert_eq!(strip_path_prefix("/authz", "/authz?rd=1"), "/?rd=1");
-        assert_eq!(
-            strip_path_prefix("/authz", "/authz/oauth2/callback?x"),
-            "/oauth2/callback?x"
-        );
-        // Not under the prefix: decided as sent, never mangled.
-        assert_eq!(strip_path_prefix("/authz", "/authzother"), "/authzother");
-        assert_eq!(strip_path_prefix("/authz", "/other"), "/other");
     }
 
     #[tokio::test]

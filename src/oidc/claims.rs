@@ -2,8 +2,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::domain::Identity;
 use crate::config::{ClaimPath, Claims};
+use crate::domain::Identity;
 
 /// Follows a dotted path (`realm_access.roles`). A claim whose full name
 /// contains dots (`https://example.com/groups`) is tried first as one key.

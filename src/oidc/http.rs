@@ -1,9 +1,14 @@
 //! The HTTP client to the IdP: timeouts, no redirects, the extra CA bundle,
-//! and a metric per call. Every IdP request goes through here.
+//! a size cap and a metric per call. Every IdP request goes through here,
+//! also those `openidconnect` makes (through [`IdpCall`], its
+//! `AsyncHttpClient`).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
+use openidconnect::{HttpRequest, HttpResponse};
 use url::Url;
 
 use super::OidcError;
@@ -14,20 +19,44 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// An IdP document larger than this is not a discovery document or a JWKS.
 const MAX_BODY: usize = 1 << 20;
 
+/// The one reqwest client to an IdP (the provider, or an extra JWT issuer),
+/// with the metrics it reports to. Cheap to clone.
 #[derive(Clone)]
 pub struct IdpHttp {
     client: reqwest::Client,
     metrics: Metrics,
 }
 
-/// How the client authenticates at the token endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientAuth {
-    Basic,
-    Post,
+/// Why an IdP call failed before the IdP answered usefully: the IdP is
+/// unavailable (unreachable, timed out, or a 5xx), or its answer was too big.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// No answer: connection, TLS, timeout or body read failed (no URL in it:
+    /// some IdPs put tokens in URLs).
+    #[error("{0}")]
+    Unreachable(&'static str),
+    /// The IdP answered with a server error (RFC 9110 15.6): it is down, not
+    /// refusing us.
+    #[error("status {0}")]
+    ServerError(u16),
+    /// The answer exceeded 1 MiB.
+    #[error("response too large")]
+    TooLarge,
+}
+
+impl From<TransportError> for OidcError {
+    fn from(e: TransportError) -> Self {
+        match e {
+            TransportError::TooLarge => OidcError::Invalid(e.to_string()),
+            e => OidcError::Unreachable(e.to_string()),
+        }
+    }
 }
 
 impl IdpHttp {
+    /// Builds the client: 3 s to connect, 10 s per request, redirects never
+    /// followed, `provider.ca_file` trusted besides the web PKI roots.
+    /// Start-up only; a bad CA file is [`OidcError::Config`].
     pub fn new(ca_file: Option<&std::path::Path>, metrics: Metrics) -> Result<Self, OidcError> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
@@ -51,128 +80,124 @@ impl IdpHttp {
         Ok(IdpHttp { client, metrics })
     }
 
+    /// An `openidconnect` HTTP client for calls counted under `endpoint`.
+    pub fn call(&self, endpoint: IdpEndpoint) -> IdpCall<'_> {
+        IdpCall {
+            http: self,
+            endpoint,
+            status: AtomicU16::new(0),
+        }
+    }
+
+    /// GET a JSON document (the JWKS). A non-2xx answer is
+    /// [`OidcError::Rejected`] (5xx: [`OidcError::Unreachable`]).
     pub async fn get_json(
         &self,
         url: &Url,
         endpoint: IdpEndpoint,
     ) -> Result<serde_json::Value, OidcError> {
-        let res = self
-            .client
-            .get(url.clone())
-            .header("accept", "application/json")
-            .send()
-            .await;
-        self.finish(res, endpoint).await
-    }
-
-    /// GET with a bearer token (userinfo).
-    pub async fn get_json_bearer(
-        &self,
-        url: &Url,
-        token: &str,
-        endpoint: IdpEndpoint,
-    ) -> Result<serde_json::Value, OidcError> {
-        let res = self
-            .client
-            .get(url.clone())
-            .bearer_auth(token)
-            .header("accept", "application/json")
-            .send()
-            .await;
-        self.finish(res, endpoint).await
-    }
-
-    /// A token-endpoint request (code redemption or refresh).
-    pub async fn token<T: DeserializeOwned>(
-        &self,
-        url: &Url,
-        auth: ClientAuth,
-        client_id: &str,
-        client_secret: &str,
-        form: &[(&str, &str)],
-        endpoint: IdpEndpoint,
-    ) -> Result<T, OidcError> {
-        let mut req = self
-            .client
-            .post(url.clone())
-            .header("accept", "application/json");
-        let body = {
-            let mut body = form_urlencoded::Serializer::new(String::new());
-            body.extend_pairs(form.iter().copied());
-            match auth {
-                ClientAuth::Basic => {
-                    // RFC 6749 2.3.1: form-encode before Basic.
-                    let id: String =
-                        form_urlencoded::byte_serialize(client_id.as_bytes()).collect();
-                    let secret: String =
-                        form_urlencoded::byte_serialize(client_secret.as_bytes()).collect();
-                    req = req.basic_auth(id, Some(secret));
-                    body.finish()
-                }
-                ClientAuth::Post => {
-                    body.append_pair("client_id", client_id);
-                    body.append_pair("client_secret", client_secret);
-                    body.finish()
-                }
-            }
-        };
-        let res = req
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await;
-        let value = self.finish(res, endpoint).await?;
-        serde_json::from_value(value)
-            .map_err(|e| OidcError::Invalid(format!("token response: {e}")))
-    }
-
-    async fn finish(
-        &self,
-        res: reqwest::Result<reqwest::Response>,
-        endpoint: IdpEndpoint,
-    ) -> Result<serde_json::Value, OidcError> {
-        let outcome = async {
-            let res = res.map_err(|e| OidcError::Unreachable(without_url(&e)))?;
-            let status = res.status();
-            if res.content_length().is_some_and(|n| n as usize > MAX_BODY) {
-                return Err(OidcError::Invalid("response too large".into()));
-            }
-            let bytes = res
-                .bytes()
-                .await
-                .map_err(|e| OidcError::Unreachable(without_url(&e)))?;
-            if bytes.len() > MAX_BODY {
-                return Err(OidcError::Invalid("response too large".into()));
-            }
-            if status.is_success() {
-                return serde_json::from_slice(&bytes)
-                    .map_err(|e| OidcError::Invalid(format!("not JSON: {e}")));
-            }
-            // RFC 6749 5.2 error codes matter to the caller (invalid_grant).
-            let code = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned));
-            match (status.as_u16(), code.as_deref()) {
-                (400 | 401, Some("invalid_grant")) => Err(OidcError::InvalidGrant),
-                (s, code) if s >= 500 => Err(OidcError::Unreachable(format!(
-                    "status {s}{}",
-                    code.map(|c| format!(" ({c})")).unwrap_or_default()
-                ))),
-                (s, code) => Err(OidcError::Rejected(format!(
-                    "status {s}{}",
-                    code.map(|c| format!(" ({c})")).unwrap_or_default()
-                ))),
-            }
+        let call = self.call(endpoint);
+        let req = http::Request::get(url.as_str())
+            .header(http::header::ACCEPT, "application/json")
+            .body(Vec::new())
+            .map_err(|e| OidcError::Invalid(format!("request: {e}")))?;
+        let res = call.send(req).await?;
+        if !res.status().is_success() {
+            return Err(OidcError::Rejected(format!(
+                "status {}",
+                res.status().as_u16()
+            )));
         }
-        .await;
-        self.metrics.idp(endpoint, outcome.is_ok());
-        outcome
+        serde_json::from_slice(res.body()).map_err(|e| OidcError::Invalid(format!("not JSON: {e}")))
+    }
+
+    async fn execute(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
+        let (parts, body) = req.into_parts();
+        let url = Url::parse(&parts.uri.to_string())
+            .map_err(|_| TransportError::Unreachable("bad URL"))?;
+        let mut builder = self.client.request(parts.method, url).body(body);
+        for (name, value) in &parts.headers {
+            builder = builder.header(name, value);
+        }
+        let res = builder.send().await.map_err(|e| without_url(&e))?;
+        let status = res.status();
+        if res.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(TransportError::TooLarge);
+        }
+        let headers = res.headers().clone();
+        let bytes = res.bytes().await.map_err(|e| without_url(&e))?;
+        if bytes.len() > MAX_BODY {
+            return Err(TransportError::TooLarge);
+        }
+        if status.is_server_error() {
+            return Err(TransportError::ServerError(status.as_u16()));
+        }
+        let mut out = http::Response::new(bytes.to_vec());
+        *out.status_mut() = status;
+        *out.headers_mut() = headers;
+        Ok(out)
+    }
+}
+
+/// One logical IdP call as `openidconnect` sees its HTTP client: it counts
+/// each request in `authgate_idp_requests_total{endpoint}` (ok = 2xx with a
+/// JSON body, as before the crate) and remembers the last status, so a token
+/// error can be told apart by status as RFC 6749 5.2 needs.
+pub struct IdpCall<'h> {
+    http: &'h IdpHttp,
+    endpoint: IdpEndpoint,
+    status: AtomicU16,
+}
+
+impl IdpCall<'_> {
+    /// The status of the last answer, 0 before one arrived.
+    pub fn last_status(&self) -> u16 {
+        self.status.load(Ordering::Relaxed)
+    }
+
+    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
+        // Discovery fetches the JWKS through the same client: count it as such.
+        let endpoint = match self.endpoint {
+            IdpEndpoint::Discovery
+                if !req
+                    .uri()
+                    .path()
+                    .ends_with("/.well-known/openid-configuration") =>
+            {
+                IdpEndpoint::Jwks
+            }
+            e => e,
+        };
+        let res = self.http.execute(req).await;
+        let ok = match &res {
+            Ok(r) => {
+                self.status.store(r.status().as_u16(), Ordering::Relaxed);
+                r.status().is_success()
+                    && serde_json::from_slice::<serde::de::IgnoredAny>(r.body()).is_ok()
+            }
+            Err(TransportError::ServerError(s)) => {
+                self.status.store(*s, Ordering::Relaxed);
+                false
+            }
+            Err(_) => false,
+        };
+        self.http.metrics.idp(endpoint, ok);
+        res
+    }
+}
+
+impl<'c> openidconnect::AsyncHttpClient<'c> for IdpCall<'_> {
+    type Error = TransportError;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, TransportError>> + Send + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(self.send(request))
     }
 }
 
 /// reqwest errors print the URL, which for some IdPs carries a token.
-fn without_url(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
+fn without_url(e: &reqwest::Error) -> TransportError {
+    TransportError::Unreachable(if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
         "connection failed"
@@ -180,6 +205,5 @@ fn without_url(e: &reqwest::Error) -> String {
         "bad response body"
     } else {
         "request failed"
-    };
-    kind.to_string()
+    })
 }

@@ -1,6 +1,10 @@
 //! The JWKS cache: keys by `kid`, refetched when a token names a `kid` we do
 //! not know (key rotation at the IdP), at most once per [`REFETCH_MIN_INTERVAL`]
 //! so a flood of forged `kid`s cannot turn into a flood of IdP calls.
+//!
+//! Each key is held twice: for `jsonwebtoken` (bearer and logout tokens) and
+//! as `openidconnect`'s `CoreJsonWebKey` (ID tokens), parsed from the same
+//! JWK, so both verifiers see the same keys and the same rotation.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,18 +13,25 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
+use openidconnect::core::CoreJsonWebKey;
 use url::Url;
 
 use super::http::IdpHttp;
 use super::OidcError;
 use crate::metrics::IdpEndpoint;
 
+/// An unknown `kid` refetches the JWKS at most this often.
 pub const REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A verification key and the one algorithm it may verify.
 pub struct Key {
+    /// The key for `jsonwebtoken` (bearer and logout tokens).
     pub decoding: DecodingKey,
+    /// The one algorithm this key verifies (see [`signing_algorithm`]).
     pub alg: Algorithm,
+    /// The same key for `openidconnect` (ID tokens); `None` when that crate
+    /// cannot read it.
+    pub jwk: Option<CoreJsonWebKey>,
 }
 
 #[derive(Default)]
@@ -30,6 +41,7 @@ struct KeySet {
     anonymous: Vec<Arc<Key>>,
 }
 
+/// One issuer's key cache. Lookups are lock-free; only a refetch locks.
 pub struct Jwks {
     uri: Url,
     keys: ArcSwap<KeySet>,
@@ -39,6 +51,7 @@ pub struct Jwks {
 }
 
 impl Jwks {
+    /// An empty cache for the key set at `uri`; [`Jwks::load`] fills it.
     pub fn new(uri: Url) -> Self {
         Jwks {
             uri,
@@ -48,6 +61,7 @@ impl Jwks {
         }
     }
 
+    /// Whether a key set was ever loaded.
     pub fn is_loaded(&self) -> bool {
         self.loaded.load(std::sync::atomic::Ordering::Acquire)
     }
@@ -55,7 +69,13 @@ impl Jwks {
     /// Fetches the set now, replacing the cached one on success.
     pub async fn load(&self, http: &IdpHttp) -> Result<(), OidcError> {
         let body = http.get_json(&self.uri, IdpEndpoint::Jwks).await?;
-        let set = parse_key_set(&body)?;
+        self.seed(&body).await
+    }
+
+    /// Replaces the cached set with `body` (a JWKS document) as if fetched
+    /// now: discovery hands over the set it fetched.
+    pub async fn seed(&self, body: &serde_json::Value) -> Result<(), OidcError> {
+        let set = parse_key_set(body)?;
         self.keys.store(Arc::new(set));
         self.loaded
             .store(true, std::sync::atomic::Ordering::Release);
@@ -126,7 +146,14 @@ fn parse_key_set(body: &serde_json::Value) -> Result<KeySet, OidcError> {
         let Ok(decoding) = DecodingKey::from_jwk(&jwk) else {
             continue;
         };
-        let key = Arc::new(Key { decoding, alg });
+        // Same JWK, same rules: `signing_algorithm` already refused HMAC,
+        // encryption keys and mismatched algorithms.
+        let jwk_for_oidc = serde_json::from_value::<CoreJsonWebKey>(raw.clone()).ok();
+        let key = Arc::new(Key {
+            decoding,
+            alg,
+            jwk: jwk_for_oidc,
+        });
         match jwk.common.key_id {
             Some(kid) => {
                 set.by_kid.insert(kid, key);

@@ -1,15 +1,19 @@
-//! The OpenID Connect relying party: discovery, the JWKS cache, code
-//! redemption, refresh, and verification of every JWT authgate accepts (ID
-//! tokens, bearer tokens, back-channel logout tokens) on one path.
+//! The OpenID Connect relying party: one [`Provider`] that discovers the IdP,
+//! keeps its keys, runs the login (authorization URL, code exchange, ID-token
+//! verification, refresh, userinfo) and verifies bearer and back-channel
+//! logout tokens.
 //!
-//! Tokens are verified with `jsonwebtoken` against our own JWKS cache rather
-//! than through `openidconnect`'s client so that the three token kinds share
-//! one verifier, one key cache with refetch-on-unknown-`kid`, and raw claims
-//! for dotted `provider.claims` paths.
+//! The login runs on `openidconnect` ([`discovery`], [`client`],
+//! [`id_token`]) over authgate's own HTTP client ([`http`]: timeouts, no
+//! redirects, `ca_file`, metrics) and its own JWKS cache ([`jwks`]: refetch
+//! on an unknown `kid`, rate-limited). Bearer and logout tokens, which are
+//! not ID tokens, stay on `jsonwebtoken` ([`verify`]) against the same cache.
 
 pub mod claims;
+pub mod client;
 pub mod discovery;
 pub mod http;
+pub mod id_token;
 pub mod jwks;
 mod verify;
 
@@ -20,17 +24,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use serde::Deserialize;
+use openidconnect::{OAuth2TokenResponse, TokenResponse as _};
 use serde_json::{Map, Value};
 use url::Url;
 
 pub use discovery::Metadata;
-use http::{ClientAuth, IdpHttp};
+use http::IdpHttp;
 use jwks::Jwks;
 
-use crate::domain::Identity;
 use crate::config;
-use crate::metrics::{Dependency, IdpEndpoint, Metrics};
+use crate::domain::{Identity, Secret};
+use crate::metrics::{Dependency, Metrics};
 
 /// While the IdP is down (or not yet discovered) it is re-probed this often.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -39,20 +43,30 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// While it is up, keys are refreshed this often even without an unknown `kid`.
 pub const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
 
+/// Why an IdP call or a token failed. Front ends answer the first two and
+/// [`OidcError::Invalid`] with a 5xx (the IdP is unavailable), the others as a
+/// refusal. Messages never carry a token.
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
+    /// No usable answer: connection, timeout or a 5xx.
     #[error("identity provider unreachable: {0}")]
     Unreachable(String),
+    /// A 4xx other than `invalid_grant` (RFC 6749 5.2).
     #[error("identity provider rejected the request: {0}")]
     Rejected(String),
+    /// `invalid_grant`: the code or refresh token is spent or revoked.
     #[error("identity provider refused the grant")]
     InvalidGrant,
+    /// An answer that is not what the protocol says (bad JSON, wrong issuer).
     #[error("invalid identity provider response: {0}")]
     Invalid(String),
+    /// Discovery has not succeeded yet.
     #[error("identity provider not discovered yet")]
     NotReady,
+    /// A token failed verification, or its email is unverified.
     #[error("token rejected: {0}")]
     Token(String),
+    /// Start-up configuration (CA file, HTTP client).
     #[error("{0}")]
     Config(String),
 }
@@ -89,6 +103,7 @@ impl Issuer {
         }
     }
 
+    /// The discovered (or configured) endpoints, once known.
     pub fn metadata(&self) -> Option<Arc<Metadata>> {
         self.metadata.load_full()
     }
@@ -100,10 +115,13 @@ impl Issuer {
     /// Discovers (when needed) and loads keys. Idempotent.
     async fn initialise(&self, http: &IdpHttp) -> Result<(), OidcError> {
         if self.metadata.load().is_none() && self.discover {
-            let md = discovery::discover(&self.issuer_url, http).await?;
-            self.jwks
-                .store(Some(Arc::new(Jwks::new(md.jwks_uri.clone()))));
-            self.metadata.store(Some(Arc::new(md)));
+            let found = discovery::discover(&self.issuer_url, http).await?;
+            // The crate fetched the keys with the document: no second fetch.
+            let jwks = Jwks::new(found.metadata.jwks_uri.clone());
+            jwks.seed(&found.jwks).await?;
+            self.jwks.store(Some(Arc::new(jwks)));
+            self.metadata.store(Some(Arc::new(found.metadata)));
+            return Ok(());
         }
         let jwks = self.jwks.load_full().ok_or(OidcError::NotReady)?;
         jwks.load(http).await
@@ -117,29 +135,52 @@ impl Issuer {
     }
 }
 
-/// What a code redemption or refresh yields.
+/// What a code redemption or refresh yields. Tokens print as `[redacted]`.
 #[derive(Debug, Clone)]
 pub struct Login {
+    /// Who signed in, mapped through `provider.claims`.
     pub identity: Identity,
+    /// The `sub` claim; empty only when a refresh answered without one.
     pub sub: String,
+    /// The IdP session (`sid`), for back-channel logout.
     pub sid: Option<String>,
-    pub id_token: Option<String>,
-    pub access_token: Option<String>,
-    pub refresh_token: Option<String>,
+    /// The raw ID token (for `pass_authorization` and `id_token_hint`).
+    pub id_token: Option<Secret<String>>,
+    /// The access token (for `pass_access_token` and userinfo).
+    pub access_token: Option<Secret<String>>,
+    /// The refresh token, when the IdP issued (or kept) one.
+    pub refresh_token: Option<Secret<String>>,
     /// When the access token expires, if the IdP said.
     pub expires_in: Option<Duration>,
 }
 
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: Option<String>,
-    id_token: Option<String>,
-    refresh_token: Option<String>,
-    expires_in: Option<u64>,
-}
-
 pub use crate::domain::LogoutTarget;
 
+/// The tokens of one token response, redacted in `Debug`.
+struct Tokens {
+    id_token: Option<Secret<String>>,
+    access_token: Secret<String>,
+    refresh_token: Option<Secret<String>>,
+    expires_in: Option<Duration>,
+}
+
+impl Tokens {
+    fn from_response(res: &client::TokenResponse, kept_refresh: Option<&str>) -> Tokens {
+        Tokens {
+            id_token: res.id_token().map(|t| Secret::new(t.to_string())),
+            access_token: Secret::new(res.access_token().secret().clone()),
+            refresh_token: res
+                .refresh_token()
+                .map(|t| t.secret().clone())
+                .or_else(|| kept_refresh.map(str::to_owned))
+                .map(Secret::new),
+            expires_in: res.expires_in(),
+        }
+    }
+}
+
+/// The configured OpenID provider plus the `extra_jwt_issuers`, shared by
+/// every front end; see the module doc.
 pub struct Provider {
     cfg: config::Provider,
     http: IdpHttp,
@@ -150,6 +191,8 @@ pub struct Provider {
 }
 
 impl Provider {
+    /// Builds the provider from config; no I/O ([`Provider::maintain`]
+    /// discovers). Errors only on a bad `provider.ca_file`.
     pub fn new(
         cfg: &config::Provider,
         extra: &[config::ExtraIssuer],
@@ -194,6 +237,7 @@ impl Provider {
         self.primary.ready()
     }
 
+    /// The provider's endpoints, once discovered (or as configured).
     pub fn metadata(&self) -> Option<Arc<Metadata>> {
         self.primary.metadata()
     }
@@ -256,67 +300,30 @@ impl Provider {
         }
     }
 
-    /// The IdP authorization URL of one login flow.
+    /// The IdP authorization URL of one login flow (state, nonce and, with a
+    /// PKCE verifier, its S256 challenge). [`OidcError::NotReady`] before
+    /// discovery. Called by the login redirect on every front end; no I/O.
     pub fn authorization_url(
         &self,
         redirect_uri: &str,
         state: &str,
         nonce: &str,
-        pkce_challenge: Option<&str>,
+        pkce_verifier: Option<&str>,
     ) -> Result<Url, OidcError> {
         let md = self.metadata().ok_or(OidcError::NotReady)?;
-        let mut url = md.authorization_endpoint.clone();
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("response_type", "code")
-                .append_pair("client_id", &self.cfg.client_id)
-                .append_pair("redirect_uri", redirect_uri)
-                .append_pair("scope", &self.cfg.scopes.join(" "))
-                .append_pair("state", state)
-                .append_pair("nonce", nonce);
-            if let Some(ch) = pkce_challenge {
-                q.append_pair("code_challenge", ch)
-                    .append_pair("code_challenge_method", "S256");
-            }
-        }
-        Ok(url)
+        let client = client::build(&self.cfg, &md)?;
+        client::authorization_url(
+            &client,
+            &self.cfg.scopes,
+            redirect_uri,
+            state,
+            nonce,
+            pkce_verifier,
+        )
     }
 
-    fn client_auth(&self, md: &Metadata) -> ClientAuth {
-        let supports = |m: &str| md.token_auth.iter().any(|a| a == m);
-        if !md.token_auth.is_empty()
-            && !supports("client_secret_basic")
-            && supports("client_secret_post")
-        {
-            ClientAuth::Post
-        } else {
-            ClientAuth::Basic
-        }
-    }
-
-    /// One call to the token endpoint, authenticated as the client.
-    async fn token_request(
-        &self,
-        md: &Metadata,
-        form: &[(&str, &str)],
-        endpoint: IdpEndpoint,
-    ) -> Result<TokenResponse, OidcError> {
-        let auth = self.client_auth(md);
-        let res = self
-            .http
-            .token(
-                &md.token_endpoint,
-                auth,
-                &self.cfg.client_id,
-                &self.cfg.client_secret,
-                form,
-                endpoint,
-            )
-            .await;
-        self.observe(res)
-    }
-
-    /// Redeems an authorization code and verifies the ID token it yields.
+    /// Redeems an authorization code and verifies the ID token it yields
+    /// against the flow's nonce.
     pub async fn redeem(
         &self,
         code: &str,
@@ -325,64 +332,52 @@ impl Provider {
         nonce: &str,
     ) -> Result<Login, OidcError> {
         let md = self.metadata().ok_or(OidcError::NotReady)?;
-        let mut form = vec![
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", redirect_uri),
-        ];
-        if let Some(v) = pkce_verifier {
-            form.push(("code_verifier", v));
-        }
-        let res = self.token_request(&md, &form, IdpEndpoint::Token).await?;
+        let client = client::build(&self.cfg, &md)?;
+        let res = self.observe(
+            client::exchange_code(&client, &self.http, code, redirect_uri, pkce_verifier).await,
+        )?;
         let id_token = res
-            .id_token
-            .clone()
+            .id_token()
             .ok_or_else(|| OidcError::Invalid("token response without id_token".into()))?;
-        let claims = self.verify_id_token(&id_token, Some(nonce)).await?;
-        self.login_from(res, claims, &md).await
+        let access_token = res.access_token().secret().as_str();
+        let claims = self
+            .verify_id_token(id_token, Some(nonce), Some(access_token))
+            .await?;
+        let tokens = Tokens::from_response(&res, None);
+        self.login_from(&client, tokens, claims, &md).await
     }
 
     /// Redeems a refresh token. `invalid_grant` means the session is over.
     pub async fn refresh(&self, refresh_token: &str) -> Result<Login, OidcError> {
         let md = self.metadata().ok_or(OidcError::NotReady)?;
-        let form = [
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token),
-        ];
-        let mut res = self.token_request(&md, &form, IdpEndpoint::Refresh).await?;
+        let client = client::build(&self.cfg, &md)?;
+        let res =
+            self.observe(client::exchange_refresh(&client, &self.http, refresh_token).await)?;
+        let access_token = res.access_token().secret().as_str();
         // RFC 6749 6: the IdP may keep the old refresh token.
-        if res.refresh_token.is_none() {
-            res.refresh_token = Some(refresh_token.to_owned());
-        }
-        let claims = match &res.id_token {
-            Some(t) => self.verify_id_token(t, None).await?,
-            None => {
-                let at = res
-                    .access_token
-                    .as_deref()
-                    .ok_or_else(|| OidcError::Invalid("refresh without tokens".into()))?;
-                self.userinfo(&md, at).await?
-            }
+        let tokens = Tokens::from_response(&res, Some(refresh_token));
+        let claims = match res.id_token() {
+            Some(t) => self.verify_id_token(t, None, Some(access_token)).await?,
+            None => self.userinfo(&client, &md, access_token).await?,
         };
-        self.login_from(res, claims, &md).await
+        self.login_from(&client, tokens, claims, &md).await
     }
 
     async fn login_from(
         &self,
-        res: TokenResponse,
+        client: &client::Client,
+        tokens: Tokens,
         mut claims: Map<String, Value>,
         md: &Metadata,
     ) -> Result<Login, OidcError> {
-        if claims::incomplete(&claims, &self.cfg.claims) {
-            if let (Some(at), Some(_)) =
-                (res.access_token.as_deref(), md.userinfo_endpoint.as_ref())
-            {
-                let extra = self.userinfo(md, at).await?;
-                // OIDC Core 5.3.2: userinfo `sub` must match the ID token's.
-                if extra.get("sub") == claims.get("sub") {
-                    for (k, v) in extra {
-                        claims.entry(k).or_insert(v);
-                    }
+        if claims::incomplete(&claims, &self.cfg.claims) && md.userinfo_endpoint.is_some() {
+            let extra = self
+                .userinfo(client, md, tokens.access_token.expose())
+                .await?;
+            // OIDC Core 5.3.2: userinfo `sub` must match the ID token's.
+            if extra.get("sub") == claims.get("sub") {
+                for (k, v) in extra {
+                    claims.entry(k).or_insert(v);
                 }
             }
         }
@@ -398,15 +393,16 @@ impl Provider {
             identity: claims::identity(&claims, &self.cfg.claims),
             sid: claims.get("sid").and_then(Value::as_str).map(str::to_owned),
             sub,
-            id_token: res.id_token,
-            access_token: res.access_token,
-            refresh_token: res.refresh_token,
-            expires_in: res.expires_in.map(Duration::from_secs),
+            id_token: tokens.id_token,
+            access_token: Some(tokens.access_token),
+            refresh_token: tokens.refresh_token,
+            expires_in: tokens.expires_in,
         })
     }
 
     async fn userinfo(
         &self,
+        client: &client::Client,
         md: &Metadata,
         access_token: &str,
     ) -> Result<Map<String, Value>, OidcError> {
@@ -414,32 +410,25 @@ impl Provider {
             .userinfo_endpoint
             .as_ref()
             .ok_or_else(|| OidcError::Invalid("no userinfo endpoint".into()))?;
-        let v = self.observe(
-            self.http
-                .get_json_bearer(url, access_token, IdpEndpoint::Userinfo)
-                .await,
-        )?;
-        match v {
-            Value::Object(m) => Ok(m),
-            _ => Err(OidcError::Invalid("userinfo is not a JSON object".into())),
-        }
+        self.observe(client::userinfo(client, &self.http, url, access_token).await)
     }
 
     async fn verify_id_token(
         &self,
-        token: &str,
+        token: &client::IdToken,
         nonce: Option<&str>,
+        access_token: Option<&str>,
     ) -> Result<Map<String, Value>, OidcError> {
-        let claims =
-            verify::verify(&self.primary, &self.http, token, verify::Kind::IdToken).await?;
-        if let Some(expected) = nonce {
-            let got = claims.get("nonce").and_then(Value::as_str);
-            if got.is_none_or(|g| !verify::constant_time_eq(g, expected)) {
-                return Err(OidcError::Token("nonce mismatch".into()));
-            }
-        }
-        verify::check_azp(&claims, &self.cfg.client_id)?;
-        Ok(claims)
+        let jwks = self.primary.jwks.load_full().ok_or(OidcError::NotReady)?;
+        let issuer = self.primary.expected_iss();
+        let expected = id_token::Expected {
+            client_id: &self.cfg.client_id,
+            issuer: &issuer,
+            audiences: &self.cfg.audiences,
+            nonce,
+            access_token,
+        };
+        id_token::verify(token, &jwks, &self.http, &expected).await
     }
 
     /// Verifies `Authorization: Bearer` JWTs from the provider or an

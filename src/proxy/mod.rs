@@ -15,17 +15,18 @@ use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora_http::{RequestHeader, ResponseHeader};
 
-use crate::authz::{path, Decision, Grant, Listener, Outcome, Reply, RequestView};
+use crate::authz::edits::CookieRewrite;
+use crate::authz::{
+    admit, Decision, Endpoint, Listener, Outcome, Received, Reply, Trust, UpstreamEdits,
+};
 use crate::endpoints::pages;
 use crate::gate::Gate;
-use crate::session::cookies::strip_own_cookies_bytes;
 pub use upstream::Upstreams;
 
-/// Requests whose headers exceed this get 431 and are never forwarded.
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
-/// `/oauth2/backchannel_logout` bodies are a form with one JWT.
+/// `/oauth2/backchannel_logout` bodies are a form with one JWT: 64 KiB.
 const MAX_LOGOUT_BODY: usize = 64 * 1024;
 
+/// The proxy front end (`server.listen`).
 pub struct AuthProxy {
     gate: Arc<Gate>,
     upstreams: Upstreams,
@@ -36,14 +37,25 @@ pub struct AuthProxy {
 pub struct Ctx {
     started: Instant,
     outcome: Outcome,
-    grant: Option<Grant>,
+    /// What the allow (or skip) does to the upstream request and response.
+    edits: Option<UpstreamEdits>,
     upstream: usize,
     scheme: &'static str,
     host: String,
     client_ip: Option<IpAddr>,
+    /// The client is a trusted proxy: its `X-Forwarded-For` is extended.
+    forwarded_trusted: bool,
+}
+
+/// What `request_filter` does after the decision.
+enum Step {
+    Answer(Reply),
+    Forward(usize),
+    BackchannelLogout,
 }
 
 impl AuthProxy {
+    /// The proxy over `gate`; `tls` when `listen` terminates TLS.
     pub fn new(gate: Arc<Gate>, tls: bool) -> Self {
         let upstreams = Upstreams::new(&gate.cfg.upstreams);
         AuthProxy {
@@ -53,10 +65,59 @@ impl AuthProxy {
         }
     }
 
-    async fn answer(&self, session: &mut Session, reply: Reply, ctx: &mut Ctx) -> Result<bool> {
-        ctx.outcome = reply.outcome;
-        write_reply(session, reply).await?;
-        Ok(true)
+    /// Admits the request, asks the decision and picks the upstream.
+    async fn step(&self, session: &Session, ctx: &mut Ctx) -> Step {
+        let req = session.req_header();
+        let authority = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| req.uri.authority().map(|a| a.as_str()))
+            .unwrap_or("");
+        let received = Received {
+            listener: Listener::Proxy,
+            method: req.method.as_str(),
+            target: req.raw_path(),
+            authority,
+            scheme: self.tls.then_some("https"),
+            headers: &req.headers,
+            client_ip: ctx.client_ip,
+            path_prefix: "",
+        };
+        let admitted = match admit(
+            received,
+            Trust::Proxies(&self.gate.cfg.server.trusted_proxies),
+        ) {
+            Ok(a) => a,
+            Err(reply) => return Step::Answer(reply),
+        };
+        ctx.scheme = admitted.scheme();
+        ctx.host.clear();
+        ctx.host.push_str(admitted.host());
+        ctx.forwarded_trusted = admitted.forwarded_trusted();
+        if admitted.endpoint() == Some(Endpoint::BackchannelLogout) {
+            return Step::BackchannelLogout;
+        }
+        let decision = self.gate.decide(&admitted.view()).await;
+        let grant = match decision {
+            Decision::Reply(reply) => return Step::Answer(reply),
+            Decision::Skip => None,
+            Decision::Allow(grant) => Some(grant),
+        };
+        let Some(upstream) = self.upstreams.select(req.uri.path()) else {
+            return Step::Answer(pages::text(
+                StatusCode::NOT_FOUND,
+                Outcome::Error,
+                "No upstream serves this path.\n",
+            ));
+        };
+        ctx.outcome = if grant.is_some() {
+            Outcome::Allowed
+        } else {
+            Outcome::Skipped
+        };
+        ctx.edits = Some(self.gate.upstream_edits(grant, &req.headers));
+        Step::Forward(upstream)
     }
 }
 
@@ -78,97 +139,6 @@ pub(crate) async fn write_reply(session: &mut Session, reply: Reply) -> Result<(
     Ok(())
 }
 
-/// The request target exactly as the client sent it, when it is one we can
-/// decide on: origin-form (`/path?q`) or absolute-form `http(s)://...`.
-/// Pingora parses targets like `foo:/admin` into a `Uri` of `/` while
-/// forwarding the raw bytes: deciding on the parsed form would let such a
-/// target ride a skip route to `/admin`.
-pub(crate) fn request_target(req: &RequestHeader) -> Option<&str> {
-    if !req.raw_path_is_utf8() {
-        return None;
-    }
-    let raw = std::str::from_utf8(req.raw_path()).ok()?;
-    let absolute = raw
-        .get(..8)
-        .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
-        || raw
-            .get(..7)
-            .is_some_and(|p| p.eq_ignore_ascii_case("http://"));
-    (raw.starts_with('/') || absolute).then_some(raw)
-}
-
-/// Size of the request head as the client sent it, roughly: names, values
-/// and the separators.
-pub(crate) fn header_bytes(req: &RequestHeader) -> usize {
-    req.headers
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum::<usize>()
-        + display_len(&req.uri)
-}
-
-/// Length of a value's `Display` form without allocating it.
-fn display_len(v: &impl std::fmt::Display) -> usize {
-    struct Count(usize);
-    impl std::fmt::Write for Count {
-        fn write_str(&mut self, s: &str) -> std::fmt::Result {
-            self.0 += s.len();
-            Ok(())
-        }
-    }
-    let mut c = Count(0);
-    let _ = std::fmt::write(&mut c, format_args!("{v}"));
-    c.0
-}
-
-/// The scheme and host the client used. `X-Forwarded-Proto`/`-Host` count
-/// only from `trusted` peers (`server.trusted_proxies`), or always when
-/// `trust_all` (the ext_authz caller is Envoy itself).
-pub(crate) fn scheme_and_host<'a>(
-    req: &'a RequestHeader,
-    client: Option<IpAddr>,
-    gate: &Gate,
-    tls: bool,
-    trust_all: bool,
-) -> (&'static str, &'a str) {
-    let trusted = trust_all
-        || client.is_some_and(|ip| {
-            gate.cfg
-                .server
-                .trusted_proxies
-                .iter()
-                .any(|n| n.contains(&ip))
-        });
-    let header = |name: &str| {
-        req.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-    };
-    let mut scheme = if tls { "https" } else { "http" };
-    let mut host = req
-        .headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("");
-    if trusted {
-        match header("x-forwarded-proto") {
-            Some(p) if p.eq_ignore_ascii_case("https") => scheme = "https",
-            Some(p) if p.eq_ignore_ascii_case("http") => scheme = "http",
-            _ => {}
-        }
-        if !trust_all {
-            if let Some(h) = header("x-forwarded-host") {
-                host = h;
-            }
-        }
-    }
-    (scheme, host)
-}
-
 fn client_ip(session: &Session) -> Option<IpAddr> {
     session
         .client_addr()
@@ -184,103 +154,37 @@ impl ProxyHttp for AuthProxy {
         Ctx {
             started: Instant::now(),
             outcome: Outcome::Error,
-            grant: None,
+            edits: None,
             upstream: 0,
             scheme: "http",
             host: String::new(),
             client_ip: None,
+            forwarded_trusted: false,
         }
     }
 
-    /// Runs once the request head is read: answers `/ping`, `/ready` and the
-    /// `listen`-only endpoints, then asks the decision.
+    /// Runs once the request head is read: admission, then the decision
+    /// (which answers `/ping`, `/ready` and the `/oauth2/*` endpoints
+    /// itself), then the upstream.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        if header_bytes(session.req_header()) > MAX_HEADER_BYTES {
-            let reply = pages::text(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                Outcome::Error,
-                "Request header fields too large\n",
-            );
-            return self.answer(session, reply, ctx).await;
-        }
         ctx.client_ip = client_ip(session);
-        let (scheme, host) = scheme_and_host(
-            session.req_header(),
-            ctx.client_ip,
-            &self.gate,
-            self.tls,
-            false,
-        );
-        ctx.scheme = scheme;
-        ctx.host = host.to_owned();
-        let req = session.req_header();
-        let Some(uri) = request_target(req).map(str::to_owned) else {
-            let reply = pages::text(
-                StatusCode::BAD_REQUEST,
-                Outcome::Error,
-                "Bad request target\n",
-            );
-            return self.answer(session, reply, ctx).await;
-        };
-        let norm = path::normalize(&uri).into_owned();
-        let method = req.method.as_str().to_owned();
-        let view = RequestView {
-            listener: Listener::Proxy,
-            method: &method,
-            scheme,
-            host: &ctx.host,
-            uri: &uri,
-            headers: &req.headers,
-            client_ip: ctx.client_ip,
-        };
-        let reply = match norm.as_str() {
-            "/ping" => pages::text(StatusCode::OK, Outcome::Skipped, "OK"),
-            "/ready" => {
-                if self.gate.is_ready() {
-                    pages::text(StatusCode::OK, Outcome::Skipped, "OK")
-                } else {
-                    pages::text(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        Outcome::Skipped,
-                        "not ready",
-                    )
-                }
+        let reply = match self.step(session, ctx).await {
+            Step::Forward(upstream) => {
+                ctx.upstream = upstream;
+                return Ok(false);
             }
-            "/oauth2/auth" => self.gate.auth_check(&view).await,
-            "/oauth2/userinfo" => self.gate.userinfo(&view).await,
-            "/oauth2/backchannel_logout" => {
-                let body = read_body(session, MAX_LOGOUT_BODY).await;
+            Step::Answer(reply) => reply,
+            Step::BackchannelLogout => {
                 let method = session.req_header().method.clone();
-                match body {
+                match read_body(session, MAX_LOGOUT_BODY).await {
                     Some(b) => self.gate.backchannel_logout(method.as_str(), &b).await,
                     None => pages::text(StatusCode::PAYLOAD_TOO_LARGE, Outcome::Error, "too large"),
                 }
             }
-            _ => {
-                let decision = self.gate.decide(&view).await;
-                let upstream = self.upstreams.select(req.uri.path());
-                match (decision, upstream) {
-                    (Decision::Reply(reply), _) => reply,
-                    (_, None) => pages::text(
-                        StatusCode::NOT_FOUND,
-                        Outcome::Error,
-                        "No upstream serves this path.\n",
-                    ),
-                    (Decision::Skip, Some(i)) => {
-                        ctx.outcome = Outcome::Skipped;
-                        ctx.upstream = i;
-                        return Ok(false);
-                    }
-                    (Decision::Allow(grant), Some(i)) => {
-                        ctx.outcome = Outcome::Allowed;
-                        ctx.grant = Some(grant);
-                        ctx.upstream = i;
-                        return Ok(false);
-                    }
-                }
-            }
         };
-        self.answer(session, reply, ctx).await
+        ctx.outcome = reply.outcome;
+        write_reply(session, reply).await?;
+        Ok(true)
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -290,30 +194,22 @@ impl ProxyHttp for AuthProxy {
     }
 
     /// Replaces identity: every protected header the client sent goes
-    /// (whatever its case or `_` spelling), then ours are set.
+    /// (whatever its case or `_` spelling), authgate's cookies go, then the
+    /// grant's identity headers are set; `X-Forwarded-*` tell the upstream
+    /// what the client used.
     async fn upstream_request_filter(
         &self,
         _session: &mut Session,
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        // Most requests carry none: look before allocating the list.
-        let is_protected = |n: &http::HeaderName| self.gate.headers.is_protected(n.as_str());
-        if upstream.headers.keys().any(is_protected) {
-            let spoofed: Vec<http::HeaderName> = upstream
-                .headers
-                .keys()
-                .filter(|n| is_protected(n))
-                .cloned()
-                .collect();
-            for name in spoofed {
-                upstream.remove_header(&name);
+        if let Some(edits) = &ctx.edits {
+            for name in &edits.spoofed {
+                upstream.remove_header(name);
             }
-        }
-        strip_cookies(upstream, &self.gate.cfg.cookie.name)?;
-        if let Some(grant) = &ctx.grant {
-            for (name, value) in self.gate.headers.values(grant) {
-                upstream.insert_header(name, value)?;
+            apply_cookie_edit(&edits.cookie, upstream)?;
+            for (name, value) in &edits.set {
+                upstream.insert_header(name.clone(), value.clone())?;
             }
         }
         if let Some(ip) = ctx.client_ip {
@@ -322,17 +218,7 @@ impl ProxyHttp for AuthProxy {
                 .get("x-forwarded-for")
                 .and_then(|v| v.to_str().ok())
             {
-                Some(prev)
-                    if self
-                        .gate
-                        .cfg
-                        .server
-                        .trusted_proxies
-                        .iter()
-                        .any(|n| n.contains(&ip)) =>
-                {
-                    format!("{prev}, {ip}")
-                }
+                Some(prev) if ctx.forwarded_trusted => format!("{prev}, {ip}"),
                 _ => ip.to_string(),
             };
             upstream.insert_header("x-forwarded-for", xff)?;
@@ -354,8 +240,8 @@ impl ProxyHttp for AuthProxy {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let Some(grant) = &ctx.grant {
-            for c in &grant.set_cookies {
+        if let Some(edits) = &ctx.edits {
+            for c in &edits.client_cookies {
                 resp.append_header(http::header::SET_COOKIE, c.clone())?;
             }
         }
@@ -409,29 +295,13 @@ impl ProxyHttp for AuthProxy {
     }
 }
 
-/// Removes authgate's own cookies from what goes upstream.
-fn strip_cookies(upstream: &mut RequestHeader, name: &str) -> Result<()> {
-    let lines: Vec<http::HeaderValue> = upstream
-        .headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .cloned()
-        .collect();
-    if lines.is_empty() {
-        return Ok(());
-    }
-    upstream.remove_header(&http::header::COOKIE);
-    for line in lines {
-        match strip_own_cookies_bytes(line.as_bytes(), name) {
-            Some(std::borrow::Cow::Borrowed(_)) => {
-                upstream.append_header(http::header::COOKIE, line)?;
-            }
-            Some(std::borrow::Cow::Owned(kept)) => {
-                if let Ok(v) = http::HeaderValue::from_bytes(&kept) {
-                    upstream.append_header(http::header::COOKIE, v)?;
-                }
-            }
-            None => {}
+/// Rewrites the upstream `Cookie` lines as the edit says, each kept line
+/// as it was.
+fn apply_cookie_edit(edit: &CookieRewrite, upstream: &mut RequestHeader) -> Result<()> {
+    if let CookieRewrite::Lines(lines) = edit {
+        upstream.remove_header(&http::header::COOKIE);
+        for line in lines {
+            upstream.append_header(http::header::COOKIE, line.clone())?;
         }
     }
     Ok(())

@@ -12,6 +12,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(120);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The configured upstreams, longest path prefix first, each with its peer.
 pub struct Upstreams {
     /// Sorted by prefix length, longest first.
     routes: Vec<Upstream>,
@@ -20,6 +21,7 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
+    /// Sorts `list` for longest-prefix selection and builds each peer once.
     pub fn new(list: &[Upstream]) -> Self {
         let mut routes = list.to_vec();
         routes.sort_by_key(|u| std::cmp::Reverse(u.path.len()));
@@ -33,10 +35,12 @@ impl Upstreams {
         self.routes.iter().position(|u| path.starts_with(&u.path))
     }
 
+    /// The `Host` header upstream `i` wants instead of the client's, if set.
     pub fn host_override(&self, i: usize) -> Option<&str> {
         self.routes.get(i).and_then(|u| u.host.as_deref())
     }
 
+    /// A copy of upstream `i`'s peer for one request.
     pub fn peer(&self, i: usize) -> Option<Box<HttpPeer>> {
         self.peers.get(i).map(|p| Box::new(p.clone()))
     }

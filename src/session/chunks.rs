@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::time::SystemTime;
 
-use super::cookies::{attribute_suffix, clear_cookie, CookieAttrs, CookieJar};
+use super::cookies::{attribute_suffix, clear_cookie, set_cookie_at, CookieAttrs, CookieJar};
 
 /// The most bytes one whole `Set-Cookie` value may take.
 pub const MAX_SET_COOKIE_LEN: usize = 4000;
@@ -21,12 +21,14 @@ pub fn set_session_cookies(
     attrs: &CookieAttrs,
     jar: &CookieJar<'_>,
 ) -> Vec<String> {
-    // One suffix for all chunks: same Expires everywhere, and exact sizing.
-    let suffix = attribute_suffix(attrs, SystemTime::now());
+    // One `now` for all chunks: the same Expires everywhere. The suffix is
+    // rendered once only to size the chunks exactly.
+    let now = SystemTime::now();
+    let suffix_len = attribute_suffix(attrs, now).len();
     let mut lines = Vec::new();
 
-    if name.len() + 1 + value.len() + suffix.len() <= MAX_SET_COOKIE_LEN {
-        lines.push(line(name, value, &suffix));
+    if name.len() + 1 + value.len() + suffix_len <= MAX_SET_COOKIE_LEN {
+        lines.push(set_cookie_at(name, value, attrs, now));
         push_clears(&mut lines, attrs, jar, |cookie| {
             chunk_suffix(cookie, name).is_some()
         });
@@ -37,11 +39,11 @@ pub fn set_session_cookies(
     let mut index = 0usize;
     while !rest.is_empty() {
         let chunk_name = format!("{name}_{index}");
-        let overhead = chunk_name.len() + 1 + suffix.len();
+        let overhead = chunk_name.len() + 1 + suffix_len;
         // An absurd path/domain could leave no room; still make progress.
         let room = MAX_SET_COOKIE_LEN.saturating_sub(overhead).max(1);
         let take = split_point(rest, room);
-        lines.push(line(&chunk_name, &rest[..take], &suffix));
+        lines.push(set_cookie_at(&chunk_name, &rest[..take], attrs, now));
         rest = &rest[take..];
         index += 1;
     }
@@ -94,15 +96,6 @@ pub fn clear_session_cookies(name: &str, attrs: &CookieAttrs, jar: &CookieJar<'_
         chunk_suffix(cookie, name).is_some()
     });
     lines
-}
-
-fn line(name: &str, value: &str, suffix: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 1 + value.len() + suffix.len());
-    out.push_str(name);
-    out.push('=');
-    out.push_str(value);
-    out.push_str(suffix);
-    out
 }
 
 /// Clears each distinct jar cookie that `stale` selects, once.
@@ -204,7 +197,9 @@ mod tests {
         let jar = CookieJar::default();
         let lines = set_session_cookies(NAME, "abc", &attrs(), &jar);
         assert_eq!(lines.len(), 1);
-        assert!(lines[0].starts_with("_oauth2_proxy=abc; Path=/; Domain=apps.example.com"));
+        assert!(lines[0].starts_with(
+            "_oauth2_proxy=abc; HttpOnly; SameSite=Lax; Secure; Path=/; Domain=apps.example.com"
+        ));
     }
 
     #[test]

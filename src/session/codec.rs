@@ -35,16 +35,24 @@ const EXPIRY_LEN: usize = 8;
 /// Why a sealed value was refused. Callers treat every variant as "anonymous".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
+    /// The value has a non-ASCII byte (never produced by `seal`).
     #[error("sealed value is not ASCII")]
     NotAscii,
+    /// The value is not base64url without padding (RFC 4648 §5).
     #[error("sealed value is not base64url without padding")]
     Base64,
+    /// Shorter than a version byte, a nonce and a GCM tag.
     #[error("sealed value is too short")]
     TooShort,
+    /// The version byte names no format this build opens (or another
+    /// method's: `open` does not take `seal_expiring` values).
     #[error("unsupported sealed value version {0}")]
     UnknownVersion(u8),
+    /// The GCM tag does not match: tampered, another key, or another `aad`
+    /// (cookie name).
     #[error("sealed value failed authentication")]
     Authentication,
+    /// An expiring value opened at or after its expiry second.
     #[error("sealed value has expired")]
     Expired,
 }
@@ -83,6 +91,10 @@ impl SessionCodec {
     }
 
     /// Opens a value made by [`SessionCodec::seal`] with the same `aad`.
+    ///
+    /// # Errors
+    /// Any [`CodecError`] but `Expired`: the value is not one this codec
+    /// sealed for `aad`.
     pub fn open(&self, aad: &[u8], sealed: &str) -> Result<Vec<u8>, CodecError> {
         open_with(&self.plain, VERSION_PLAIN, aad, sealed, 0)
     }
@@ -96,6 +108,10 @@ impl SessionCodec {
 
     /// Opens a value made by [`SessionCodec::seal_expiring`]; a value is
     /// expired from its expiry second on (`now_unix >= expires_at_unix`).
+    ///
+    /// # Errors
+    /// [`CodecError::Expired`] once expired; any other [`CodecError`] when
+    /// the value is not one this codec sealed for `aad`.
     pub fn open_expiring(
         &self,
         aad: &[u8],
@@ -113,6 +129,8 @@ impl SessionCodec {
     }
 }
 
+// Start-up only (`SessionCodec::new`), never on a request.
+#[allow(clippy::expect_used)]
 fn derive_cipher(hkdf: &Hkdf<Sha256>, info: &[u8]) -> Aes256Gcm {
     let mut okm = [0u8; 32];
     // HKDF-SHA256 only fails above 255 * 32 bytes of output; 32 cannot fail.

@@ -13,23 +13,36 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Identity;
+use crate::domain::{Identity, Secret};
 
-/// A signed-in user. Short field names keep the cookie small.
+/// A signed-in user: what the sealed session cookie (or the Redis entry
+/// behind its ticket) holds. Short field names keep the cookie small.
+///
+/// The tokens are [`Secret`]s: they serialise as plain strings (the session
+/// format is unchanged) but `Debug` prints `[redacted]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
+    /// Who the user is, as the IdP's claims mapped it at login or refresh.
     #[serde(rename = "i")]
     pub identity: Identity,
+    /// The ID token's `sub` (kept across refreshes that omit it).
     #[serde(rename = "s")]
     pub sub: String,
+    /// The ID token's `sid`, matched by back-channel logout (OIDC
+    /// Back-Channel Logout 1.0 §2.4).
     #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// The raw ID token: `Authorization: Bearer` upstream when
+    /// `pass_authorization`, and the `id_token_hint` at sign-out.
     #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
-    pub id_token: Option<String>,
+    pub id_token: Option<Secret<String>>,
+    /// The access token: `X-Forwarded-Access-Token` upstream when
+    /// `pass_access_token`.
     #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
-    pub access_token: Option<String>,
+    pub access_token: Option<Secret<String>>,
+    /// The refresh token, redeemed when `cookie.refresh` is due.
     #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<Secret<String>>,
     /// When the tokens were obtained (login or last refresh): `cookie.refresh` counts from here.
     #[serde(rename = "c")]
     pub refreshed_at: u64,
@@ -39,10 +52,15 @@ pub struct Session {
 }
 
 impl Session {
+    /// Whether the session's hard end (`expires_at`, Unix seconds) is at or
+    /// before `now` (Unix seconds).
     pub fn is_expired(&self, now: u64) -> bool {
         now >= self.expires_at
     }
 
+    /// Whether the tokens are due for a refresh at `now` (Unix seconds):
+    /// `every` (`cookie.refresh`) has passed since `refreshed_at` and there
+    /// is a refresh token to redeem. `None` never refreshes.
     pub fn needs_refresh(&self, now: u64, every: Option<Duration>) -> bool {
         refresh_due(self.refresh_token.is_some(), self.refreshed_at, now, every)
     }
@@ -51,11 +69,16 @@ impl Session {
     /// `uses` says will be read: most requests need the identity alone, and
     /// the tokens are most of the bytes. A session due for refresh at `now`
     /// keeps every token (the refreshed one is saved from it).
+    ///
+    /// # Errors
+    /// The JSON is not a [`Session`]: exactly the inputs that
+    /// `serde_json::from_slice::<Session>` refuses.
     pub fn decode_for(json: &[u8], uses: TokenUse, now: u64) -> serde_json::Result<Session> {
         let v: SessionView<'_> = serde_json::from_slice(json)?;
         let all = refresh_due(v.refresh_token.is_some(), v.refreshed_at, now, uses.refresh);
         let keep = |t: Option<Text<'_>>, wanted: bool| {
-            t.filter(|_| all || wanted).map(|t| t.0.into_owned())
+            t.filter(|_| all || wanted)
+                .map(|t| Secret::new(t.0.into_owned()))
         };
         Ok(Session {
             identity: v.identity,
@@ -154,9 +177,9 @@ mod tests {
             },
             sub: "alice".into(),
             sid: Some("sid-1".into()),
-            id_token: Some("id.token.\"escaped\"".into()),
-            access_token: Some("access".into()),
-            refresh_token: Some("refresh".into()),
+            id_token: Some(Secret::new("id.token.\"escaped\"".into())),
+            access_token: Some(Secret::new("access".into())),
+            refresh_token: Some(Secret::new("refresh".into())),
             refreshed_at: 1000,
             expires_at: 9000,
         }
@@ -167,6 +190,27 @@ mod tests {
         access_token: false,
         refresh: None,
     };
+
+    #[test]
+    fn debug_shows_no_token() {
+        let printed = format!("{:?}", session());
+        // Debug quotes strings: a leaked token would show as `"access"`.
+        for token in ["id.token", "\"access\"", "\"refresh\""] {
+            assert!(!printed.contains(token), "{token} in {printed}");
+        }
+        assert!(printed.contains("alice@example.com"), "{printed}");
+        assert_eq!(printed.matches("[redacted]").count(), 3, "{printed}");
+    }
+
+    #[test]
+    fn tokens_serialise_as_plain_strings() {
+        let json = serde_json::to_value(session()).unwrap();
+        assert_eq!(json["t"], "id.token.\"escaped\"");
+        assert_eq!(json["a"], "access");
+        assert_eq!(json["r"], "refresh");
+        let back: Session = serde_json::from_value(json).unwrap();
+        assert_eq!(back, session());
+    }
 
     #[test]
     fn decode_for_drops_tokens_no_one_reads() {

@@ -1,6 +1,7 @@
-//! The Redis session store: standalone (`redis://`, `rediss://`), Sentinel
-//! (`redis+sentinel://h1:26379,h2:26379/master[/db]`) and Cluster
-//! (`redis+cluster://h1:6379,h2:6379`).
+//! The Redis session store: standalone (`redis://`, `rediss://`, Unix
+//! socket), Sentinel and Cluster, built from the typed
+//! [`config::RedisTopology`] that `config` parsed from `session.redis.url`
+//! (this module never parses a URL, so `check` and `run` agree on it).
 //!
 //! Requests never connect: a background task holds the connection, probes
 //! it at most [`PROBE_INTERVAL`] apart and reconnects, so a request during an
@@ -17,17 +18,23 @@ use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisResult};
 use crate::config;
 use crate::metrics::{Dependency, Metrics};
 
+/// How often the background task probes (and, when down, reconnects).
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const PREFIX: &str = "authgate:";
 
+/// Why a Redis operation failed; every one means "503, try again".
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
-    #[error("session.redis.url: {0}")]
-    Url(String),
+    /// The redis crate refused the client built from `session.redis`
+    /// (config validation should have caught it first).
+    #[error("session.redis: cannot build the client: {0}")]
+    Client(String),
+    /// No live connection (the prober is reconnecting).
     #[error("redis is not connected")]
     Disconnected,
+    /// A command failed; the error's category only (no keys, no values).
     #[error("redis: {0}")]
     Command(String),
 }
@@ -60,6 +67,8 @@ impl Conn {
     }
 }
 
+/// The Redis store's client and its one shared connection, kept up by
+/// [`RedisStore::maintain`].
 pub struct RedisStore {
     topology: Topology,
     conn: ArcSwapOption<Conn>,
@@ -67,8 +76,13 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
+    /// Builds the client from the typed config without connecting.
+    ///
+    /// # Errors
+    /// [`RedisError::Client`] if the redis crate refuses the settings, which
+    /// config validation rules out.
     pub fn new(cfg: &config::Redis, metrics: Metrics) -> Result<Self, RedisError> {
-        let topology = parse_topology(&cfg.url)?;
+        let topology = build_topology(cfg)?;
         metrics.dependency(Dependency::Redis, false);
         Ok(RedisStore {
             topology,
@@ -77,6 +91,7 @@ impl RedisStore {
         })
     }
 
+    /// Whether the last probe or command found Redis answering.
     pub fn is_up(&self) -> bool {
         self.conn.load().is_some()
     }
@@ -152,6 +167,10 @@ impl RedisStore {
         }
     }
 
+    /// The sealed session stored under `id`, if any.
+    ///
+    /// # Errors
+    /// [`RedisError`] when Redis is down or the command fails.
     pub async fn get(&self, id: &[u8; 16]) -> Result<Option<String>, RedisError> {
         let conn = self.conn()?;
         conn.cmd(redis::cmd("GET").arg(session_key(id)))
@@ -208,6 +227,10 @@ impl RedisStore {
         Ok(())
     }
 
+    /// Deletes the session stored under `id` (sign-out).
+    ///
+    /// # Errors
+    /// [`RedisError`] when Redis is down or the command fails.
     pub async fn delete(&self, id: &[u8; 16]) -> Result<(), RedisError> {
         let conn = self.conn()?;
         conn.cmd::<i64>(redis::cmd("DEL").arg(session_key(id)))
@@ -268,43 +291,60 @@ fn index_key(kind: &str, value: &str) -> String {
     )
 }
 
-/// Splits `scheme://[auth@]h1:p1,h2:p2[/path]` into its parts.
-fn split_multi(url: &str) -> Option<(&str, Option<&str>, Vec<&str>, &str)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    let (auth, hosts) = match authority.rfind('@') {
-        Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
-        None => (None, authority),
-    };
-    let hosts: Vec<&str> = hosts.split(',').filter(|h| !h.is_empty()).collect();
-    if hosts.is_empty() {
-        return None;
+/// The connection settings of the data nodes (single server, master or
+/// cluster node): database, credentials and protocol, from the typed config.
+fn redis_info(cfg: &config::Redis) -> redis::RedisConnectionInfo {
+    redis::RedisConnectionInfo {
+        db: cfg.db,
+        username: cfg.username.clone(),
+        password: cfg.password.as_ref().map(|p| p.expose().clone()),
+        protocol: match cfg.protocol {
+            config::RedisProtocol::Resp2 => redis::ProtocolVersion::RESP2,
+            config::RedisProtocol::Resp3 => redis::ProtocolVersion::RESP3,
+        },
     }
-    Some((scheme, auth, hosts, path))
 }
 
-fn parse_topology(url: &str) -> Result<Topology, RedisError> {
-    let bad = |m: &str| RedisError::Url(m.to_owned());
-    let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or_default();
-    match scheme {
-        "redis" | "rediss" | "redis+unix" | "unix" => redis::Client::open(url)
-            .map(Topology::Single)
-            .map_err(|e| RedisError::Url(e.to_string())),
-        "redis+cluster" | "rediss+cluster" => {
-            let (_, auth, hosts, _) = split_multi(url).ok_or_else(|| bad("no cluster nodes"))?;
-            let node_scheme = if scheme.starts_with("rediss") {
-                "rediss"
-            } else {
-                "redis"
+/// A TCP address, with TLS (certificates verified) when `tls`.
+fn tcp_addr(node: &config::RedisNode, tls: bool) -> redis::ConnectionAddr {
+    if tls {
+        redis::ConnectionAddr::TcpTls {
+            host: node.host.clone(),
+            port: node.port,
+            insecure: false,
+            tls_params: None,
+        }
+    } else {
+        redis::ConnectionAddr::Tcp(node.host.clone(), node.port)
+    }
+}
+
+/// Builds the client handles from the typed topology that `config` parsed;
+/// connects to nothing (the prober does). Config validation already refused
+/// every form these builders reject, so an error here is a bug, reported
+/// rather than panicking.
+fn build_topology(cfg: &config::Redis) -> Result<Topology, RedisError> {
+    let client_err = |e: redis::RedisError| RedisError::Client(e.to_string());
+    match &cfg.topology {
+        config::RedisTopology::Single(addr) => {
+            let addr = match addr {
+                config::RedisAddr::Tcp(node) => tcp_addr(node, cfg.tls),
+                config::RedisAddr::Unix(path) => redis::ConnectionAddr::Unix(path.clone()),
             };
-            let nodes: Vec<String> = hosts
+            let info = redis::ConnectionInfo {
+                addr,
+                redis: redis_info(cfg),
+            };
+            redis::Client::open(info)
+                .map(Topology::Single)
+                .map_err(client_err)
+        }
+        config::RedisTopology::Cluster { nodes } => {
+            let nodes: Vec<redis::ConnectionInfo> = nodes
                 .iter()
-                .map(|h| match auth {
-                    Some(a) => format!("{node_scheme}://{a}@{h}"),
-                    None => format!("{node_scheme}://{h}"),
+                .map(|node| redis::ConnectionInfo {
+                    addr: tcp_addr(node, cfg.tls),
+                    redis: redis_info(cfg),
                 })
                 .collect();
             redis::cluster::ClusterClient::builder(nodes)
@@ -312,46 +352,31 @@ fn parse_topology(url: &str) -> Result<Topology, RedisError> {
                 .response_timeout(RESPONSE_TIMEOUT)
                 .build()
                 .map(Topology::Cluster)
-                .map_err(|e| RedisError::Url(e.to_string()))
+                .map_err(client_err)
         }
-        "redis+sentinel" | "rediss+sentinel" => {
-            let (_, auth, hosts, path) =
-                split_multi(url).ok_or_else(|| bad("no sentinel nodes"))?;
-            let mut parts = path.trim_start_matches('/').split('/');
-            let master = parts
-                .next()
-                .filter(|m| !m.is_empty())
-                .ok_or_else(|| bad("sentinel URL needs /<master name>"))?;
-            let db: i64 = match parts.next() {
-                Some(d) if !d.is_empty() => d.parse().map_err(|_| bad("bad database number"))?,
-                _ => 0,
-            };
-            let sentinels: Vec<String> = hosts.iter().map(|h| format!("redis://{h}")).collect();
-            let node_url = match auth {
-                Some(a) => format!("redis://{a}@placeholder/{db}"),
-                None => format!("redis://placeholder/{db}"),
-            };
-            let node_info = redis::IntoConnectionInfo::into_connection_info(node_url.as_str())
-                .map_err(|e| RedisError::Url(e.to_string()))?;
-            let tls = scheme
-                .starts_with("rediss")
-                .then_some(redis::TlsMode::Secure);
-            let info = redis::sentinel::SentinelNodeConnectionInfo {
-                tls_mode: tls,
-                redis_connection_info: Some(node_info.redis),
+        config::RedisTopology::Sentinel { sentinels, master } => {
+            // Sentinels are asked in plain TCP without credentials; the
+            // credentials, db and TLS are the master's.
+            let sentinels: Vec<redis::ConnectionInfo> = sentinels
+                .iter()
+                .map(|node| redis::ConnectionInfo {
+                    addr: tcp_addr(node, false),
+                    redis: redis::RedisConnectionInfo::default(),
+                })
+                .collect();
+            let node = redis::sentinel::SentinelNodeConnectionInfo {
+                tls_mode: cfg.tls.then_some(redis::TlsMode::Secure),
+                redis_connection_info: Some(redis_info(cfg)),
             };
             redis::sentinel::SentinelClient::build(
                 sentinels,
-                master.to_owned(),
-                Some(info),
+                master.clone(),
+                Some(node),
                 redis::sentinel::SentinelServerType::Master,
             )
             .map(|c| Topology::Sentinel(tokio::sync::Mutex::new(c)))
-            .map_err(|e| RedisError::Url(e.to_string()))
+            .map_err(client_err)
         }
-        _ => Err(bad(
-            "scheme must be redis, rediss, redis+sentinel or redis+cluster",
-        )),
     }
 }
 
@@ -359,26 +384,134 @@ fn parse_topology(url: &str) -> Result<Topology, RedisError> {
 mod tests {
     use super::*;
 
+    /// `session.redis` of a config whose only unusual value is `url`, as
+    /// `authgate check` would load it (no environment, no DNS); the problems
+    /// when refused.
+    fn redis_config(url: &str) -> Result<config::Redis, Vec<config::Problem>> {
+        let yaml = format!(
+            "provider: {{ issuer_url: 'https://idp.example.com', client_id: a }}\n\
+             cookie: {{ secret: 0123456789abcdef }}\n\
+             upstreams: [ {{ path: /, url: 'http://127.0.0.1:8080' }} ]\n\
+             session: {{ store: redis, redis: {{ url: '{url}' }} }}\n"
+        );
+        let no_dns = |_: &str, _: u16| -> std::io::Result<Vec<std::net::SocketAddr>> {
+            Err(std::io::Error::other("no DNS in this test"))
+        };
+        match config::load_str_with(&yaml, &|_| None, &no_dns) {
+            Ok(cfg) => match cfg.session {
+                config::Session::Redis(redis) => Ok(redis),
+                config::Session::Cookie => panic!("{url}: loaded as the cookie store"),
+            },
+            Err(err) => Err(err.problems().to_vec()),
+        }
+    }
+
+    /// Every Redis URL form used anywhere in the tests, `conf/` and the
+    /// README, plus the forms that used to pass `check` and fail at `run`:
+    /// `true` when `check` must accept it.
+    const URL_FORMS: &[(&str, bool)] = &[
+        // src/config tests, src/session tests
+        ("redis://127.0.0.1:6379/0", true),
+        ("rediss://user:pw@redis.example.com:6380", true),
+        ("redis+sentinel://s1:26379,s2:26379/mymaster", true),
+        ("redis+cluster://n1:6379,n2:6379", true),
+        ("rediss+cluster://n1:6379", true),
+        ("rediss://u:p@r.example.com:6380/1", true),
+        ("redis+cluster://u:p@10.0.0.1:7000,10.0.0.2:7000", true),
+        (
+            "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/2",
+            true,
+        ),
+        ("http://redis:6379", false),
+        ("redis-host:6379", false),
+        ("redis+sentinel://10.0.0.1:26379", false),
+        ("http://x", false),
+        // conf/authgate.yaml, tests/e2e/lib/redis.js
+        ("redis://redis.authgate.svc.cluster.local:6379/0", true),
+        ("redis://127.0.0.1:46379/0", true),
+        // README
+        ("redis://user:password@host/3", true),
+        ("redis+sentinel://h1:26379,h2:26379/mymaster/0", true),
+        ("redis+cluster://h1:6379,h2:6379", true),
+        // Forms `check` used to accept and `run` refused (issue 8) …
+        ("REDIS+SENTINEL://h1:26379,h2:26379", false),
+        ("redis+sentinel://h1:notaport/mymaster", false),
+        ("redis+sentinel://h1/mymaster/x", false),
+        ("redis://h/0/1", false),
+        ("rediss://h:6380/#insecure", false),
+        // … or accepted by both while meaning something else
+        ("redis+cluster://n1:6379/3", false),
+        ("redis://h:6379/0?timeout=5", false),
+        // Upper-case schemes: `check` accepted, `run` refused; now both accept.
+        ("REDIS://127.0.0.1:6379/0", true),
+        ("Rediss+Sentinel://s1,s2/mymaster", true),
+        ("REDIS+CLUSTER://n1,n2", true),
+        // Other forms the redis client supports
+        ("redis://:p%40ss@[::1]:6380/2?protocol=resp3", true),
+        ("unix:///run/redis.sock?db=1&pass=pw", true),
+        ("redis+unix:///run/redis.sock", true),
+        ("redis+cluster://n1,n2/0", true),
+        ("", false),
+        ("redis:///0", false),
+        ("redis+cluster:///0", false),
+        ("unix://relative.sock", false),
+    ];
+
     #[test]
-    fn url_forms_parse_into_topologies() {
+    fn check_and_run_agree_on_every_redis_url_form() {
+        for &(url, accepted) in URL_FORMS {
+            match redis_config(url) {
+                Ok(cfg) => {
+                    assert!(accepted, "{url}: check accepted a form it must refuse");
+                    // What `run` does with it, short of connecting.
+                    let store = RedisStore::new(&cfg, Metrics::new().unwrap())
+                        .unwrap_or_else(|e| panic!("{url}: check accepted, run refused: {e}"));
+                    assert!(!store.is_up(), "{url}: connected");
+                }
+                Err(problems) => {
+                    assert!(!accepted, "{url}: check refused {problems:?}");
+                    assert_eq!(problems.len(), 1, "{url}: {problems:?}");
+                    assert_eq!(problems[0].key, "session.redis.url", "{url}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn typed_forms_build_the_matching_client() {
+        let topology = |url| build_topology(&redis_config(url).unwrap()).unwrap();
         assert!(matches!(
-            parse_topology("redis://127.0.0.1:6379/0"),
-            Ok(Topology::Single(_))
+            topology("redis://127.0.0.1:6379/0"),
+            Topology::Single(_)
         ));
         assert!(matches!(
-            parse_topology("rediss://u:p@r.example.com:6380/1"),
-            Ok(Topology::Single(_))
+            topology("unix:///run/redis.sock"),
+            Topology::Single(_)
         ));
         assert!(matches!(
-            parse_topology("redis+cluster://u:p@10.0.0.1:7000,10.0.0.2:7000"),
-            Ok(Topology::Cluster(_))
+            topology("redis+cluster://u:p@10.0.0.1:7000,10.0.0.2:7000"),
+            Topology::Cluster(_)
         ));
         assert!(matches!(
-            parse_topology("redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/2"),
-            Ok(Topology::Sentinel(_))
+            topology("redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/2"),
+            Topology::Sentinel(_)
         ));
-        assert!(parse_topology("redis+sentinel://10.0.0.1:26379").is_err());
-        assert!(parse_topology("http://x").is_err());
+        let Topology::Single(client) = topology("rediss://u:p%3Aw@r.example.com:6380/1") else {
+            panic!("not a single client");
+        };
+        let info = client.get_connection_info();
+        assert_eq!(
+            info.addr,
+            redis::ConnectionAddr::TcpTls {
+                host: "r.example.com".into(),
+                port: 6380,
+                insecure: false,
+                tls_params: None,
+            }
+        );
+        assert_eq!(info.redis.db, 1);
+        assert_eq!(info.redis.username.as_deref(), Some("u"));
+        assert_eq!(info.redis.password.as_deref(), Some("p:w"));
     }
 
     #[test]
@@ -425,9 +558,7 @@ mod tests {
     }
 
     async fn connected_store(port: u16) -> Arc<RedisStore> {
-        let cfg = config::Redis {
-            url: format!("redis://127.0.0.1:{port}/0"),
-        };
+        let cfg = redis_config(&format!("redis://127.0.0.1:{port}/0")).unwrap();
         let store = Arc::new(RedisStore::new(&cfg, Metrics::new().unwrap()).unwrap());
         let bg = store.clone();
         // The prober runs for the test's life, as it does for the process's.

@@ -13,11 +13,15 @@ use super::redis::{RedisError, RedisStore};
 use super::{Session, TokenUse};
 use crate::clock::unix_now;
 use crate::config;
-use crate::metrics::{Metrics, SessionEvent};
 use crate::domain::LogoutTarget;
+use crate::metrics::{Metrics, SessionEvent};
 
+/// Why the session store could not answer. A bad or missing cookie is not an
+/// error (it is "no session"); only an unreachable backend is.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Redis did not answer: the caller serves 503 rather than treating the
+    /// user as signed out.
     #[error("session store unavailable: {0}")]
     Unavailable(#[from] RedisError),
 }
@@ -26,7 +30,10 @@ pub enum StoreError {
 /// is redacted: the key opens the stored session.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Ticket {
+    /// Random id: the Redis key the session is stored under (hex-encoded).
     pub id: [u8; 16],
+    /// Random AES-256 key the stored session is sealed with; never leaves
+    /// the browser's cookie, so a Redis dump alone opens nothing.
     pub key: [u8; 32],
 }
 
@@ -65,6 +72,8 @@ impl Ticket {
     }
 }
 
+/// Loads, saves, clears and revokes sessions for the configured store
+/// (`session: cookie` or `session: redis`); built once at start-up.
 pub struct SessionStore {
     cookie: config::Cookie,
     codec: Arc<SessionCodec>,
@@ -73,6 +82,10 @@ pub struct SessionStore {
 }
 
 impl SessionStore {
+    /// A store for `cfg.session`, sealing with `codec`.
+    ///
+    /// # Errors
+    /// The Redis client could not be built from the configured topology.
     pub fn new(
         cfg: &config::Config,
         codec: Arc<SessionCodec>,
@@ -90,6 +103,7 @@ impl SessionStore {
         })
     }
 
+    /// The Redis backend, when `session: redis` (readiness checks use it).
     pub fn redis(&self) -> Option<&RedisStore> {
         self.redis.as_ref()
     }
@@ -265,6 +279,8 @@ impl SessionStore {
     }
 }
 
+/// `Set-Cookie` strings as header values; a line that is not a valid header
+/// value (impossible for what this module renders) is dropped.
 pub fn to_header_values(lines: Vec<String>) -> Vec<HeaderValue> {
     lines
         .into_iter()

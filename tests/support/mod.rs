@@ -12,11 +12,11 @@ use std::future::Future;
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use authgate::demo::http_server;
 use authgate::demo::idp::{DemoClient, DemoIdp};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -73,65 +73,13 @@ where
 }
 
 // ---------------------------------------------------------------------------
-// A tiny HTTP/1.1 server (keep-alive, Content-Length and chunked bodies,
-// optional upgrade), enough for an upstream and an IdP.
+// Test servers on `authgate::demo::http_server` (keep-alive, Content-Length
+// and chunked bodies, upgrade echo): an upstream and the IdP.
 // ---------------------------------------------------------------------------
 
-/// One request as the server received it; header names keep their wire case.
-#[derive(Debug, Clone)]
-pub struct Seen {
-    pub method: String,
-    pub target: String,
-    /// Values decoded lossily; [`Seen::header_bytes`] has the exact bytes.
-    pub headers: Vec<(String, String)>,
-    raw_headers: Vec<(String, Vec<u8>)>,
-    pub body: Vec<u8>,
-}
-
-impl Seen {
-    /// Every value of a header, matching the name case-insensitively.
-    pub fn header_all(&self, name: &str) -> Vec<String> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-            .collect()
-    }
-
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.header_all(name).into_iter().next()
-    }
-
-    /// Every value of a header exactly as received (non-UTF-8 included).
-    pub fn header_bytes(&self, name: &str) -> Vec<Vec<u8>> {
-        self.raw_headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-            .collect()
-    }
-
-    fn is_upgrade(&self) -> bool {
-        self.header("upgrade").is_some()
-            && self
-                .header_all("connection")
-                .iter()
-                .any(|v| v.to_ascii_lowercase().contains("upgrade"))
-    }
-}
-
-/// What a handler answers.
-pub enum Reply {
-    Full {
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-    },
-    /// `101 Switching Protocols`, then every byte received is echoed back.
-    UpgradeEcho,
-}
-
-type Handler = Arc<dyn Fn(Seen) -> Pin<Box<dyn Future<Output = Reply> + Send>> + Send + Sync>;
+/// One request as a test server received it; header names keep their wire case.
+pub use authgate::demo::http_server::Request as Seen;
+pub use authgate::demo::http_server::{Handler, Reply};
 
 /// A running test server; requests it received are in `seen`.
 pub struct TestServer {
@@ -155,19 +103,17 @@ impl TestServer {
         self.seen.lock().clone()
     }
 
-    async fn start_on(listener: TcpListener, handler: Handler) -> TestServer {
+    /// Serves `handler`, recording each request before the handler runs (so a
+    /// test can see a request its handler is still holding).
+    fn start_on(listener: TcpListener, handler: Handler) -> TestServer {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let seen2 = seen.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let handler = handler.clone();
-                let seen = seen2.clone();
-                tokio::spawn(async move {
-                    let _ = serve_conn(stream, handler, seen).await;
-                });
-            }
+        let record = seen.clone();
+        let recording = http_server::handler(move |req: Seen| {
+            record.lock().push(req.clone());
+            handler(req)
         });
+        let task = http_server::spawn(listener, recording).unwrap();
         TestServer { addr, seen, task }
     }
 
@@ -177,9 +123,9 @@ impl TestServer {
     pub async fn echo(name: &str) -> TestServer {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let name = name.to_owned();
-        let handler: Handler = Arc::new(move |req: Seen| {
+        let handler = http_server::handler(move |req: Seen| {
             let name = name.clone();
-            Box::pin(async move {
+            async move {
                 if req.is_upgrade() {
                     return Reply::UpgradeEcho;
                 }
@@ -192,14 +138,15 @@ impl TestServer {
                     "target": req.target,
                     "headers": req.headers,
                 });
-                Reply::Full {
-                    status: 200,
-                    headers: vec![("content-type".into(), "application/json".into())],
-                    body: serde_json::to_vec(&body).unwrap(),
-                }
-            })
+                let mut resp = http::Response::new(serde_json::to_vec(&body).unwrap());
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                Reply::from(resp)
+            }
         });
-        Self::start_on(listener, handler).await
+        Self::start_on(listener, handler)
     }
 
     /// The embedded development IdP (`authgate::demo::idp::DemoIdp`) with
@@ -213,212 +160,17 @@ impl TestServer {
             use rsa::pkcs8::DecodePrivateKey as _;
             rsa::RsaPrivateKey::from_pkcs8_pem(TEST_KEY_PEM).unwrap()
         };
-        let idp = Arc::new(
-            DemoIdp::new_with_key(
-                issuer,
-                vec![DemoClient {
-                    client_id: CLIENT_ID.into(),
-                    client_secret: CLIENT_SECRET.into(),
-                    redirect_uris: vec![],
-                }],
-                key,
-            )
-            .unwrap(),
-        );
-        let handler: Handler = Arc::new(move |req: Seen| {
-            let idp = idp.clone();
-            Box::pin(async move {
-                let method = http::Method::from_bytes(req.method.as_bytes()).unwrap();
-                let mut headers = http::HeaderMap::new();
-                for (n, v) in &req.headers {
-                    headers.append(
-                        http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                        http::HeaderValue::from_str(v).unwrap(),
-                    );
-                }
-                let resp = idp.handle(&method, &req.target, &headers, &req.body);
-                Reply::Full {
-                    status: resp.status().as_u16(),
-                    headers: resp
-                        .headers()
-                        .iter()
-                        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned()))
-                        .collect(),
-                    body: resp.into_body(),
-                }
-            })
-        });
-        Self::start_on(listener, handler).await
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Reads until `buf` holds at least `n` bytes; false on EOF.
-async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> std::io::Result<bool> {
-    while buf.len() < n {
-        if stream.read_buf(buf).await? == 0 {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// Decodes a chunked body starting at `buf[0]`; returns (body, bytes used).
-async fn read_chunked(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-) -> std::io::Result<Option<(Vec<u8>, usize)>> {
-    let mut body = Vec::new();
-    let mut pos = 0;
-    loop {
-        let line_end = loop {
-            if let Some(i) = find(&buf[pos..], b"\r\n") {
-                break pos + i;
-            }
-            if stream.read_buf(buf).await? == 0 {
-                return Ok(None);
-            }
-        };
-        let size_text = String::from_utf8_lossy(&buf[pos..line_end]).to_string();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
-            .map_err(|_| std::io::Error::other("bad chunk size"))?;
-        pos = line_end + 2;
-        if size == 0 {
-            // Trailers (none expected) end with an empty line.
-            loop {
-                if let Some(i) = find(&buf[pos..], b"\r\n") {
-                    let empty = i == 0;
-                    pos += i + 2;
-                    if empty {
-                        return Ok(Some((body, pos)));
-                    }
-                } else if stream.read_buf(buf).await? == 0 {
-                    return Ok(None);
-                }
-            }
-        }
-        if !fill(stream, buf, pos + size + 2).await? {
-            return Ok(None);
-        }
-        body.extend_from_slice(&buf[pos..pos + size]);
-        pos += size + 2;
-    }
-}
-
-async fn serve_conn(
-    mut stream: TcpStream,
-    handler: Handler,
-    seen: Arc<Mutex<Vec<Seen>>>,
-) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    loop {
-        let head_end = loop {
-            if let Some(i) = find(&buf, b"\r\n\r\n") {
-                break i + 4;
-            }
-            if buf.len() > 4 << 20 || stream.read_buf(&mut buf).await? == 0 {
-                return Ok(());
-            }
-        };
-        let mut raw = vec![httparse::EMPTY_HEADER; 512];
-        let mut req = httparse::Request::new(&mut raw);
-        if !matches!(
-            req.parse(&buf[..head_end]),
-            Ok(httparse::Status::Complete(_))
-        ) {
-            stream
-                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
-                .await?;
-            return Ok(());
-        }
-        let raw_headers: Vec<(String, Vec<u8>)> = req
-            .headers
-            .iter()
-            .map(|h| (h.name.to_owned(), h.value.to_vec()))
-            .collect();
-        let mut got = Seen {
-            method: req.method.unwrap_or("").to_owned(),
-            target: req.path.unwrap_or("").to_owned(),
-            headers: raw_headers
-                .iter()
-                .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
-                .collect(),
-            raw_headers,
-            body: Vec::new(),
-        };
-        buf.drain(..head_end);
-        let chunked = got
-            .header("transfer-encoding")
-            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-        if chunked {
-            let Some((body, used)) = read_chunked(&mut stream, &mut buf).await? else {
-                return Ok(());
-            };
-            got.body = body;
-            buf.drain(..used);
-        } else if let Some(len) = got.header("content-length") {
-            let len: usize = len.trim().parse().unwrap_or(0);
-            if !fill(&mut stream, &mut buf, len).await? {
-                return Ok(());
-            }
-            got.body = buf.drain(..len).collect();
-        }
-        let close = got
-            .header_all("connection")
-            .iter()
-            .any(|v| v.eq_ignore_ascii_case("close"));
-        seen.lock().push(got.clone());
-        match handler(got).await {
-            Reply::UpgradeEcho => {
-                stream
-                    .write_all(
-                        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\r\n",
-                    )
-                    .await?;
-                if !buf.is_empty() {
-                    stream.write_all(&buf).await?;
-                }
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let n = stream.read(&mut chunk).await?;
-                    if n == 0 {
-                        return Ok(());
-                    }
-                    stream.write_all(&chunk[..n]).await?;
-                }
-            }
-            Reply::Full {
-                status,
-                headers,
-                body,
-            } => {
-                let reason = http::StatusCode::from_u16(status)
-                    .ok()
-                    .and_then(|s| s.canonical_reason())
-                    .unwrap_or("Unknown");
-                let mut out = format!("HTTP/1.1 {status} {reason}\r\n");
-                for (n, v) in headers
-                    .iter()
-                    .filter(|(n, _)| !n.eq_ignore_ascii_case("content-length"))
-                {
-                    out.push_str(&format!("{n}: {v}\r\n"));
-                }
-                out.push_str(&format!("content-length: {}\r\n", body.len()));
-                if close {
-                    out.push_str("connection: close\r\n");
-                }
-                out.push_str("\r\n");
-                let mut bytes = out.into_bytes();
-                bytes.extend_from_slice(&body);
-                stream.write_all(&bytes).await?;
-                if close {
-                    return Ok(());
-                }
-            }
-        }
+        let idp = DemoIdp::new_with_key(
+            issuer,
+            vec![DemoClient {
+                client_id: CLIENT_ID.into(),
+                client_secret: CLIENT_SECRET.into(),
+                redirect_uris: vec![],
+            }],
+            key,
+        )
+        .unwrap();
+        Self::start_on(listener, idp.handler())
     }
 }
 

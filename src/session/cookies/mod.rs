@@ -1,18 +1,27 @@
 //! Cookies on both sides of a request: reading the `Cookie` header(s) into a
-//! [`CookieJar`], removing authgate's own cookies before proxying, and
-//! rendering `Set-Cookie` values with the configured attributes.
+//! [`CookieJar`], removing authgate's own cookies before they go upstream
+//! ([`strip_own_cookie_lines`]), and rendering `Set-Cookie` values with the
+//! configured attributes (the `cookie` crate).
 //!
 //! Parsing is lenient and allocation-light: the jar holds slices of the
 //! header values. Besides `;`, a `,` separates pairs when it is followed by
 //! `name=`, because Envoy's gRPC ext_authz joins repeated `cookie` lines
 //! with `,` (the contract's "a `cookie` joined from several lines with `,`").
 //! Cookie values never contain `,` per RFC 6265, and ours are base64url.
+//!
+//! Reading stays on this byte scan rather than `cookie::Cookie::split_parse`:
+//! it runs on every request over KBs of session chunks, and
+//! `benches/cookies.rs` measures it at about half the crate's cost (the crate
+//! also splits on `;` only, needs the whole line to be UTF-8, and keeps
+//! quotes). Writing (`Set-Cookie`) goes through the crate, whose attribute
+//! order is `HttpOnly; SameSite; Secure; Path; Domain; Max-Age; Expires`.
+
+mod set_cookie;
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::SameSite;
+pub(crate) use set_cookie::{attribute_suffix, set_cookie_at};
+pub use set_cookie::{clear_cookie, set_cookie, CookieAttrs};
 
 // === impl CookieJar ===
 
@@ -68,6 +77,7 @@ impl<'a> CookieJar<'a> {
         self.pairs.iter().copied()
     }
 
+    /// Whether the request carried no (readable) cookie at all.
     pub fn is_empty(&self) -> bool {
         self.pairs.is_empty()
     }
@@ -208,23 +218,56 @@ fn is_own_cookie_bytes(cookie_name: &[u8], name: &[u8]) -> bool {
         || suffix.starts_with(b"csrf_")
 }
 
-/// Removes authgate's own cookies from a `Cookie` header value before it goes
-/// upstream, so the upstream never sees session or CSRF material.
-///
-/// - `Some(Cow::Borrowed(input))`: none of ours was present; send it as is.
-/// - `Some(Cow::Owned(rest))`: ours were removed; the others, joined by `; `.
-/// - `None`: nothing remains; drop the header.
-pub fn strip_own_cookies<'h>(cookie_header: &'h str, name: &str) -> Option<Cow<'h, str>> {
-    match strip_own_cookies_bytes(cookie_header.as_bytes(), name)? {
-        Cow::Borrowed(_) => Some(Cow::Borrowed(cookie_header)),
-        // Segments are cut at ASCII bytes of a `str`, so they are UTF-8.
-        Cow::Owned(kept) => String::from_utf8(kept).ok().map(Cow::Owned),
-    }
+/// What to do with the request's `Cookie` header so the upstream never sees
+/// authgate's cookies (session, chunks, CSRF): the contract's "own cookies
+/// stripped" on every listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CookieEdit {
+    /// No line carries one of ours: forward the header(s) untouched.
+    Keep,
+    /// Ours were removed: send this one line instead of all `Cookie` lines.
+    Replace(http::HeaderValue),
+    /// Only ours were present: drop every `Cookie` line.
+    Remove,
 }
 
-/// [`strip_own_cookies`] on raw header bytes: a line with non-ASCII bytes in
-/// some app cookie still loses only authgate's cookies.
-pub fn strip_own_cookies_bytes<'h>(line: &'h [u8], name: &str) -> Option<Cow<'h, [u8]>> {
+/// All `Cookie` lines of a request → one edit; kept pairs of several lines
+/// joined with `"; "` (RFC 6265 §5.4 sends one line; HTTP/2 may split it).
+///
+/// A line without own cookies is kept byte for byte; in a line with some,
+/// the other pairs are kept verbatim (non-ASCII app cookies included) and
+/// re-joined with `"; "`; a line of only own cookies contributes nothing.
+/// `name` is the configured session cookie name (see [`is_own_cookie`]).
+pub fn strip_own_cookie_lines<'h>(
+    lines: impl IntoIterator<Item = &'h http::HeaderValue>,
+    name: &str,
+) -> CookieEdit {
+    let mut changed = false;
+    let mut kept: Vec<u8> = Vec::new();
+    for line in lines {
+        let part = strip_line(line.as_bytes(), name);
+        changed |= matches!(part, None | Some(Cow::Owned(_)));
+        if let Some(part) = part {
+            if !kept.is_empty() {
+                kept.extend_from_slice(b"; ");
+            }
+            kept.extend_from_slice(&part);
+        }
+    }
+    if !changed {
+        return CookieEdit::Keep;
+    }
+    if kept.is_empty() {
+        return CookieEdit::Remove;
+    }
+    // The bytes are cut from valid header values, so this cannot fail; if it
+    // ever did, dropping the header is the side that keeps ours from the app.
+    http::HeaderValue::from_bytes(&kept).map_or(CookieEdit::Remove, CookieEdit::Replace)
+}
+
+/// One line without authgate's cookies: `Borrowed` when none was present,
+/// `Owned` with the other pairs joined by `"; "`, `None` when nothing remains.
+fn strip_line<'h>(line: &'h [u8], name: &str) -> Option<Cow<'h, [u8]>> {
     let is_ours = |segment: &[u8]| {
         segment_name(segment).is_some_and(|n| is_own_cookie_bytes(n, name.as_bytes()))
     };
@@ -241,171 +284,6 @@ pub fn strip_own_cookies_bytes<'h>(line: &'h [u8], name: &str) -> Option<Cow<'h,
     (!kept.is_empty()).then_some(Cow::Owned(kept))
 }
 
-// === impl CookieAttrs ===
-
-/// The attributes of every cookie authgate sets for one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CookieAttrs {
-    pub path: String,
-    /// None: a host-only cookie (no `Domain` attribute).
-    pub domain: Option<String>,
-    pub secure: bool,
-    pub http_only: bool,
-    pub same_site: SameSite,
-    /// None: a browser-session cookie (`cookie.expire: 0s`, as oauth2-proxy).
-    pub max_age: Option<Duration>,
-}
-
-impl CookieAttrs {
-    /// Picks the `Domain` like oauth2-proxy: the longest `cookie.domains`
-    /// entry that the request host (port stripped) equals or is a subdomain
-    /// of; a leading `.` is ignored. No match: host-only.
-    pub fn for_request(cfg: &crate::config::Cookie, request_host: &str) -> CookieAttrs {
-        let host = host_without_port(request_host);
-        let domain = cfg
-            .domains
-            .iter()
-            .map(|d| d.trim_start_matches('.'))
-            .filter(|d| domain_matches(host, d))
-            .max_by_key(|d| d.len())
-            .map(str::to_owned);
-        CookieAttrs {
-            path: cfg.path.clone(),
-            domain,
-            secure: cfg.secure,
-            http_only: cfg.http_only,
-            same_site: cfg.same_site,
-            max_age: (!cfg.expire.is_zero()).then_some(cfg.expire),
-        }
-    }
-}
-
-fn host_without_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        // IPv6 literal: keep the brackets, drop what follows.
-        return host.find(']').map_or(host, |i| &host[..=i]);
-    }
-    match host.rsplit_once(':') {
-        Some((h, port)) if !h.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    }
-}
-
-/// `host` is `domain` or a subdomain of it (label boundary, ASCII case-insensitive).
-/// A bare suffix (`evilexample.com` for `example.com`) does not match.
-fn domain_matches(host: &str, domain: &str) -> bool {
-    let (h, d) = (host.as_bytes(), domain.as_bytes());
-    if d.is_empty() || h.len() < d.len() {
-        return false;
-    }
-    let split = h.len() - d.len();
-    h[split..].eq_ignore_ascii_case(d) && (split == 0 || h[split - 1] == b'.')
-}
-
-// === Set-Cookie rendering ===
-
-/// A whole `Set-Cookie` value. `name` and `value` must be cookie-safe (config
-/// names, base64url values): they are written as given.
-pub fn set_cookie(name: &str, value: &str, attrs: &CookieAttrs) -> String {
-    let suffix = attribute_suffix(attrs, SystemTime::now());
-    let mut line = String::with_capacity(name.len() + 1 + value.len() + suffix.len());
-    line.push_str(name);
-    line.push('=');
-    line.push_str(value);
-    line.push_str(&suffix);
-    line
-}
-
-/// A `Set-Cookie` value that deletes `name` (same path and domain, so the
-/// browser matches the cookie it holds).
-pub fn clear_cookie(name: &str, attrs: &CookieAttrs) -> String {
-    let mut line = String::with_capacity(name.len() + 128);
-    line.push_str(name);
-    line.push('=');
-    push_path_domain(&mut line, attrs);
-    line.push_str("; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
-    push_flags(&mut line, attrs);
-    line
-}
-
-/// Everything after `name=value`, starting with `; `. Its length does not
-/// depend on `now` (the date is fixed-width), which chunking relies on.
-pub(crate) fn attribute_suffix(attrs: &CookieAttrs, now: SystemTime) -> String {
-    let mut out = String::with_capacity(128);
-    push_path_domain(&mut out, attrs);
-    if let Some(max_age) = attrs.max_age {
-        let now = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let expires = now.as_secs().saturating_add(max_age.as_secs());
-        let _ = write!(out, "; Max-Age={}; Expires=", max_age.as_secs());
-        push_http_date(&mut out, expires);
-    }
-    push_flags(&mut out, attrs);
-    out
-}
-
-fn push_path_domain(out: &mut String, attrs: &CookieAttrs) {
-    out.push_str("; Path=");
-    out.push_str(&attrs.path);
-    if let Some(domain) = &attrs.domain {
-        out.push_str("; Domain=");
-        out.push_str(domain);
-    }
-}
-
-fn push_flags(out: &mut String, attrs: &CookieAttrs) {
-    if attrs.http_only {
-        out.push_str("; HttpOnly");
-    }
-    if attrs.secure {
-        out.push_str("; Secure");
-    }
-    out.push_str(match attrs.same_site {
-        SameSite::Lax => "; SameSite=Lax",
-        SameSite::Strict => "; SameSite=Strict",
-        SameSite::None => "; SameSite=None",
-    });
-}
-
-/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), always 29 bytes: years
-/// past 9999 are clamped.
-fn push_http_date(out: &mut String, unix_secs: u64) {
-    const MAX: u64 = 253_402_300_799; // 9999-12-31T23:59:59Z
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = unix_secs.min(MAX);
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    let _ = write!(
-        out,
-        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        WEEKDAYS[(days % 7) as usize],
-        day,
-        MONTHS[(month - 1) as usize],
-        year,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
-}
-
-/// Days since 1970-01-01 to (year, month 1..=12, day 1..=31), proleptic
-/// Gregorian, using 400-year eras starting on March 1st.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468; // shift the epoch to 0000-03-01
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,20 +295,6 @@ mod tests {
             map.append(http::header::COOKIE, HeaderValue::from_str(line).unwrap());
         }
         map
-    }
-
-    fn cookie_cfg(domains: &[&str]) -> crate::config::Cookie {
-        crate::config::Cookie {
-            name: "_oauth2_proxy".into(),
-            secret: vec![0; 32],
-            domains: domains.iter().map(|d| d.to_string()).collect(),
-            path: "/".into(),
-            secure: true,
-            http_only: true,
-            same_site: SameSite::Lax,
-            expire: Duration::from_secs(168 * 3600),
-            refresh: None,
-        }
     }
 
     // --- jar ---
@@ -533,6 +397,25 @@ mod tests {
     }
 
     // --- own cookies ---
+
+    /// One line through [`strip_own_cookie_lines`], in the shape of the
+    /// former per-line stripper: Keep → the input borrowed, Replace → the
+    /// kept pairs, Remove → None.
+    fn strip_own_cookies_bytes<'h>(line: &'h [u8], name: &str) -> Option<Cow<'h, [u8]>> {
+        match strip_own_cookie_lines([&HeaderValue::from_bytes(line).unwrap()], name) {
+            CookieEdit::Keep => Some(Cow::Borrowed(line)),
+            CookieEdit::Replace(v) => Some(Cow::Owned(v.as_bytes().to_vec())),
+            CookieEdit::Remove => None,
+        }
+    }
+
+    /// [`strip_own_cookies_bytes`] for string lines.
+    fn strip_own_cookies<'h>(line: &'h str, name: &str) -> Option<Cow<'h, str>> {
+        match strip_own_cookies_bytes(line.as_bytes(), name)? {
+            Cow::Borrowed(_) => Some(Cow::Borrowed(line)),
+            Cow::Owned(kept) => Some(Cow::Owned(String::from_utf8(kept).unwrap())),
+        }
+    }
 
     #[test]
     fn own_cookie_names_matrix() {
@@ -641,112 +524,78 @@ mod tests {
         );
     }
 
-    // --- attributes ---
-
-    #[test]
-    fn domain_is_the_longest_matching_entry() {
-        let cfg = cookie_cfg(&[".example.com", "app.example.com", "other.org"]);
-        let attrs = CookieAttrs::for_request(&cfg, "x.app.example.com:8443");
-        assert_eq!(attrs.domain.as_deref(), Some("app.example.com"));
-        let attrs = CookieAttrs::for_request(&cfg, "grafana.EXAMPLE.com");
-        assert_eq!(attrs.domain.as_deref(), Some("example.com"));
-        let attrs = CookieAttrs::for_request(&cfg, "example.com");
-        assert_eq!(attrs.domain.as_deref(), Some("example.com"));
+    fn values(lines: &[&[u8]]) -> Vec<HeaderValue> {
+        lines
+            .iter()
+            .map(|l| HeaderValue::from_bytes(l).unwrap())
+            .collect()
     }
 
-    #[test]
-    fn domain_is_host_only_when_nothing_matches() {
-        let cfg = cookie_cfg(&["example.com"]);
-        assert_eq!(
-            CookieAttrs::for_request(&cfg, "evilexample.com").domain,
-            None
-        );
-        assert_eq!(CookieAttrs::for_request(&cfg, "[::1]:4180").domain, None);
-        assert_eq!(
-            CookieAttrs::for_request(&cookie_cfg(&[]), "example.com").domain,
-            None
-        );
-    }
-
-    #[test]
-    fn port_is_stripped_from_hosts() {
-        assert_eq!(host_without_port("a.example.com:443"), "a.example.com");
-        assert_eq!(host_without_port("a.example.com"), "a.example.com");
-        assert_eq!(host_without_port("[::1]:8080"), "[::1]");
-        assert_eq!(host_without_port("::1"), "::1");
-    }
-
-    #[test]
-    fn zero_expire_makes_a_session_cookie() {
-        let mut cfg = cookie_cfg(&[]);
-        cfg.expire = Duration::ZERO;
-        let attrs = CookieAttrs::for_request(&cfg, "h");
-        assert_eq!(attrs.max_age, None);
-        assert_eq!(
-            set_cookie("n", "v", &attrs),
-            "n=v; Path=/; HttpOnly; Secure; SameSite=Lax"
-        );
-    }
-
-    #[test]
-    fn set_cookie_renders_every_attribute() {
-        let attrs = CookieAttrs {
-            path: "/app".into(),
-            domain: Some("example.com".into()),
-            secure: true,
-            http_only: true,
-            same_site: SameSite::Strict,
-            max_age: Some(Duration::from_secs(3600)),
-        };
-        let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37
-        assert_eq!(
-            attribute_suffix(&attrs, now),
-            "; Path=/app; Domain=example.com; Max-Age=3600; \
-             Expires=Sun, 06 Nov 1994 09:49:37 GMT; HttpOnly; Secure; SameSite=Strict"
-        );
-        let line = set_cookie("n", "v", &attrs);
-        assert!(line.starts_with("n=v; Path=/app; Domain=example.com; Max-Age=3600; Expires="));
-        assert!(line.ends_with(" GMT; HttpOnly; Secure; SameSite=Strict"));
-    }
-
-    #[test]
-    fn set_cookie_omits_disabled_flags() {
-        let attrs = CookieAttrs {
-            path: "/".into(),
-            domain: None,
-            secure: false,
-            http_only: false,
-            same_site: SameSite::None,
-            max_age: None,
-        };
-        assert_eq!(set_cookie("n", "v", &attrs), "n=v; Path=/; SameSite=None");
-    }
-
-    #[test]
-    fn clear_cookie_expires_in_the_past() {
-        let attrs = CookieAttrs::for_request(&cookie_cfg(&["example.com"]), "a.example.com");
-        assert_eq!(
-            clear_cookie("_oauth2_proxy", &attrs),
-            "_oauth2_proxy=; Path=/; Domain=example.com; Max-Age=0; \
-             Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; Secure; SameSite=Lax"
-        );
-    }
-
-    #[test]
-    fn http_dates_are_correct_and_fixed_width() {
-        let cases = [
-            (0, "Thu, 01 Jan 1970 00:00:00 GMT"),
-            (784_111_777, "Sun, 06 Nov 1994 08:49:37 GMT"),
-            (951_782_400, "Tue, 29 Feb 2000 00:00:00 GMT"),
-            (1_709_251_199, "Thu, 29 Feb 2024 23:59:59 GMT"),
-            (4_102_444_800, "Fri, 01 Jan 2100 00:00:00 GMT"),
-            (u64::MAX, "Fri, 31 Dec 9999 23:59:59 GMT"),
-        ];
-        for (secs, want) in cases {
-            let mut s = String::new();
-            push_http_date(&mut s, secs);
-            assert_eq!(s, want);
-            assert_eq!(s.len(), 29);
+    fn replaced(edit: CookieEdit) -> Vec<u8> {
+        match edit {
+            CookieEdit::Replace(v) => v.as_bytes().to_vec(),
+            other => panic!("expected Replace, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn lines_one_line_loses_only_own_cookies() {
+        let lines = values(&[b"app=1; _oauth2_proxy=s; _oauth2_proxy_0=a; theme=dark"]);
+        assert_eq!(
+            replaced(strip_own_cookie_lines(&lines, "_oauth2_proxy")),
+            b"app=1; theme=dark"
+        );
+    }
+
+    #[test]
+    fn lines_several_lines_are_joined_and_untouched_lines_kept_verbatim() {
+        let lines = values(&[
+            b"a=1;b=2",
+            b"_oauth2_proxy_csrf_x=c, c=3",
+            b"_oauth2_proxy_1=z",
+            b"d=4",
+        ]);
+        assert_eq!(
+            replaced(strip_own_cookie_lines(&lines, "_oauth2_proxy")),
+            b"a=1;b=2; c=3; d=4"
+        );
+    }
+
+    #[test]
+    fn lines_of_only_own_cookies_are_removed() {
+        let lines = values(&[
+            b"_oauth2_proxy=s",
+            b"_oauth2_proxy_csrf=c ;_oauth2_proxy_1=b",
+        ]);
+        assert_eq!(
+            strip_own_cookie_lines(&lines, "_oauth2_proxy"),
+            CookieEdit::Remove
+        );
+    }
+
+    #[test]
+    fn lines_without_own_cookies_are_kept() {
+        let lines = values(&[b"app=1;theme=dark", b"pref=\xe9, _oauth2_proxy_other=1"]);
+        assert_eq!(
+            strip_own_cookie_lines(&lines, "_oauth2_proxy"),
+            CookieEdit::Keep
+        );
+        assert_eq!(
+            strip_own_cookie_lines(HeaderMap::new().get_all(http::header::COOKIE), "n"),
+            CookieEdit::Keep
+        );
+    }
+
+    #[test]
+    fn lines_keep_non_ascii_app_cookies_verbatim() {
+        let lines = values(&[
+            b"_oauth2_proxy_csrf_ab=c;lang=\xc3\xa9 ; _oauth2_proxy_2=z",
+            b"x=\xff\xfe",
+            b"_oauth2_proxy\xe9=1; _oauth2_proxy=s",
+        ]);
+        assert_eq!(
+            replaced(strip_own_cookie_lines(&lines, "_oauth2_proxy")),
+            b"lang=\xc3\xa9; x=\xff\xfe; _oauth2_proxy\xe9=1"
+        );
     }
 }

@@ -1,0 +1,84 @@
+//! `server`: listener addresses (no two alike), the ext_authz path prefix,
+//! trusted proxy CIDRs, TLS files, threads and the shutdown grace.
+
+use std::net::SocketAddr;
+
+use ipnet::IpNet;
+
+use super::Validator;
+use crate::config::file::ServerFile;
+use crate::config::model::{Server, Tls};
+
+impl Validator {
+    pub(super) fn server(&mut self, s: ServerFile) -> Option<Server> {
+        let listen = self.socket_addr("server.listen", &s.listen);
+        let ext_authz_http = self.optional_socket_addr("server.ext_authz_http", &s.ext_authz_http);
+        let ext_authz_grpc = self.optional_socket_addr("server.ext_authz_grpc", &s.ext_authz_grpc);
+        let metrics = self.optional_socket_addr("server.metrics", &s.metrics);
+
+        let mut bound: Vec<(&str, SocketAddr)> = Vec::new();
+        for (key, addr) in [
+            ("server.listen", listen),
+            ("server.ext_authz_http", ext_authz_http.flatten()),
+            ("server.ext_authz_grpc", ext_authz_grpc.flatten()),
+            ("server.metrics", metrics.flatten()),
+        ] {
+            let Some(addr) = addr else { continue };
+            if let Some((other, _)) = bound.iter().find(|(_, a)| *a == addr && addr.port() != 0) {
+                let message = format!("same address as {other}");
+                self.problem(key, message);
+            }
+            bound.push((key, addr));
+        }
+
+        let prefix_ok =
+            s.ext_authz_path_prefix.is_empty() || s.ext_authz_path_prefix.starts_with('/');
+        if !prefix_ok {
+            self.problem(
+                "server.ext_authz_path_prefix",
+                "must start with / (or be empty)",
+            );
+        }
+
+        let trusted_proxies: Vec<Option<IpNet>> = s
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, text)| self.cidr(&format!("server.trusted_proxies[{i}]"), text))
+            .collect();
+
+        let tls = match s.tls {
+            None => Some(None),
+            Some(tls) => {
+                let cert = self.required_file("server.tls.cert_file", &tls.cert_file);
+                let key = self.required_file("server.tls.key_file", &tls.key_file);
+                match (cert, key) {
+                    (Some(cert_file), Some(key_file)) => Some(Some(Tls {
+                        cert_file,
+                        key_file,
+                    })),
+                    _ => None,
+                }
+            }
+        };
+
+        let threads = match s.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let shutdown_grace = self.duration("server.shutdown_grace", &s.shutdown_grace.0);
+
+        let trusted_proxies = trusted_proxies.into_iter().collect::<Option<Vec<_>>>();
+        Some(Server {
+            listen: listen?,
+            ext_authz_http: ext_authz_http?,
+            ext_authz_grpc: ext_authz_grpc?,
+            metrics: metrics?,
+            ext_authz_path_prefix: prefix_ok.then_some(s.ext_authz_path_prefix)?,
+            trusted_proxies: trusted_proxies?,
+            tls: tls?,
+            threads,
+            shutdown_grace: shutdown_grace?,
+        })
+    }
+}

@@ -1,0 +1,53 @@
+//! The userinfo endpoint (OIDC Core 5.3): the profile claims for a bearer
+//! access token of this provider.
+
+use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use jsonwebtoken::{Algorithm, Validation};
+use serde_json::{json, Value};
+
+use super::pages::json_response;
+use super::token::ACCESS_TOKEN_TYP;
+use super::users::{find_user_by_sub, User};
+use super::DemoIdp;
+
+impl DemoIdp {
+    /// `GET` or `POST /userinfo` with `Authorization: Bearer <access token>`;
+    /// anything else is 401 `invalid_token` (RFC 6750 3.1).
+    pub(super) fn userinfo(&self, headers: &HeaderMap) -> Response<Vec<u8>> {
+        let token = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                (v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ")).then(|| v[7..].trim())
+            });
+        let user = token.and_then(|t| self.verify_access_token(t));
+        let Some(user) = user else {
+            let mut resp =
+                json_response(StatusCode::UNAUTHORIZED, &json!({"error": "invalid_token"}));
+            resp.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+            return resp;
+        };
+        let mut claims = serde_json::Map::new();
+        user.profile_claims(&mut claims);
+        json_response(StatusCode::OK, &Value::Object(claims))
+    }
+
+    /// Accepts only this provider's unexpired access tokens (typ at+jwt), so an
+    /// ID token cannot be replayed as a bearer credential here.
+    fn verify_access_token(&self, token: &str) -> Option<&'static User> {
+        let mut v = Validation::new(Algorithm::RS256);
+        v.set_issuer(&[self.inner.issuer.as_str()]);
+        v.validate_aud = false;
+        v.leeway = 0;
+        v.set_required_spec_claims(&["exp", "iss", "sub"]);
+        let data = jsonwebtoken::decode::<Value>(token, &self.inner.signer.decoding, &v).ok()?;
+        if data.header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
+            return None;
+        }
+        find_user_by_sub(data.claims.get("sub")?.as_str()?)
+    }
+}

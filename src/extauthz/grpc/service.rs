@@ -1,0 +1,151 @@
+//! The tonic `Authorization` service: read the `CheckRequest`, admit it
+//! through the request edge, decide, answer; and the background service
+//! that serves it inside Pingora's process.
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use envoy_types::ext_authz::v3::pb::{
+    Authorization, AuthorizationServer, CheckRequest, CheckResponse,
+};
+use futures::FutureExt;
+use parking_lot::Mutex;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tonic::{Request, Response, Status};
+
+use super::{request, response, PERMISSION_DENIED};
+use crate::authz::{admit, Decision, Listener, Outcome, Received, Trust};
+use crate::gate::Gate;
+
+/// The ext_authz gRPC check service (`server.ext_authz_grpc`).
+pub struct ExtAuthzGrpc {
+    gate: Arc<Gate>,
+}
+
+impl ExtAuthzGrpc {
+    /// The check service over `gate`.
+    pub fn new(gate: Arc<Gate>) -> Self {
+        ExtAuthzGrpc { gate }
+    }
+
+    /// The decision for one CheckRequest, as a CheckResponse.
+    pub async fn check_request(&self, req: &CheckRequest) -> (Outcome, CheckResponse) {
+        let Some(checked) = request::read(req) else {
+            return (
+                Outcome::Forbidden,
+                response::deny_plain(PERMISSION_DENIED, 403, "no HTTP request attributes"),
+            );
+        };
+        let received = Received {
+            listener: Listener::ExtAuthzGrpc,
+            method: &checked.method,
+            target: checked.path.as_bytes(),
+            authority: &checked.host,
+            scheme: Some(checked.scheme).filter(|s| !s.is_empty()),
+            headers: &checked.headers,
+            client_ip: checked.client_ip,
+            path_prefix: "",
+        };
+        let admitted = match admit(received, Trust::Caller) {
+            Ok(a) => a,
+            Err(reply) => return (reply.outcome, response::deny(reply)),
+        };
+        let decision = self.gate.decide(&admitted.view()).await;
+        let outcome = decision.outcome();
+        let resp = match decision {
+            Decision::Skip => response::allow(self.gate.upstream_edits(None, &checked.headers)),
+            Decision::Allow(grant) => {
+                response::allow(self.gate.upstream_edits(Some(grant), &checked.headers))
+            }
+            Decision::Reply(reply) => response::deny(reply),
+        };
+        (outcome, resp)
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for ExtAuthzGrpc {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        let started = Instant::now();
+        let answer = AssertUnwindSafe(self.check_request(request.get_ref()))
+            .catch_unwind()
+            .await;
+        let (outcome, resp) = match answer {
+            Ok(answer) => answer,
+            Err(_) => {
+                tracing::error!("ext_authz gRPC check failed internally");
+                self.gate.metrics.request(
+                    Listener::ExtAuthzGrpc,
+                    Outcome::Error,
+                    started.elapsed(),
+                );
+                return Err(Status::internal("authorization check failed"));
+            }
+        };
+        self.gate
+            .metrics
+            .request(Listener::ExtAuthzGrpc, outcome, started.elapsed());
+        Ok(Response::new(resp))
+    }
+}
+
+/// Runs the gRPC server (h2c) inside Pingora as a background service, so it
+/// shares the process, the state and the shutdown.
+pub struct GrpcService {
+    gate: Arc<Gate>,
+    listener: Mutex<Option<std::net::TcpListener>>,
+}
+
+impl GrpcService {
+    /// Binds now so a taken port fails start-up, not later.
+    pub fn bind(gate: Arc<Gate>, addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        Ok(GrpcService {
+            gate,
+            listener: Mutex::new(Some(listener)),
+        })
+    }
+}
+
+#[async_trait]
+impl BackgroundService for GrpcService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(std_listener) = self.listener.lock().take() else {
+            return;
+        };
+        let listener = match tokio::net::TcpListener::from_std(std_listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "ext_authz gRPC listener failed");
+                return;
+            }
+        };
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<AuthorizationServer<ExtAuthzGrpc>>()
+            .await;
+        let result = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(AuthorizationServer::new(ExtAuthzGrpc::new(
+                self.gate.clone(),
+            )))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                async move {
+                    let _ = shutdown.changed().await;
+                },
+            )
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "ext_authz gRPC server stopped");
+        }
+    }
+}
