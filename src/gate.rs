@@ -86,6 +86,8 @@ pub struct Gate {
     pub headers: IdentityHeaders,
     /// Callback `state`s already redeemed, until their flow would expire.
     used_states: Mutex<UsedStates>,
+    /// Long post-login targets of pending flows, and where spent flows landed.
+    pub(crate) pending: crate::endpoints::pending::PendingTargets,
     /// In-flight refreshes by refresh token: one IdP call per session.
     /// Finished ones are kept for [`REFRESH_REUSE`] so requests still
     /// carrying the old cookie reuse the result instead of replaying a
@@ -113,6 +115,7 @@ impl Gate {
             codec,
             metrics,
             used_states: Mutex::new(UsedStates::default()),
+            pending: Default::default(),
             refreshes: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
         }))

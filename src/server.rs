@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::extauthz;
 use crate::gate::Gate;
 use crate::metrics::Metrics;
-use crate::proxy::AuthProxy;
+use crate::proxy::{AuthProxy, HeadDeadline};
 
 /// Builds a ready-to-run server. `extra` lets `authgate demo` add its own
 /// services to the same process.
@@ -47,11 +47,15 @@ pub fn build(cfg: Config) -> anyhow::Result<(Server, Arc<Gate>)> {
     server.bootstrap();
 
     let tls = cfg.server.tls.is_some();
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        AuthProxy::new(gate.clone(), tls),
-        "authgate proxy",
-    );
+    let mut app =
+        pingora::proxy::http_proxy(&server.configuration, AuthProxy::new(gate.clone(), tls));
+    if !tls {
+        let mut opts = HttpServerOptions::default();
+        opts.h2c = true;
+        app.server_options = Some(opts);
+    }
+    // Pingora bounds each read of a head, not the head: see HeadDeadline.
+    let mut proxy = Service::new("authgate proxy".to_owned(), HeadDeadline::new(app));
     let listen = cfg.server.listen.to_string();
     match &cfg.server.tls {
         Some(t) => {
@@ -61,14 +65,7 @@ pub fn build(cfg: Config) -> anyhow::Result<(Server, Arc<Gate>)> {
                 .add_tls(&listen, &cert, &key)
                 .map_err(|e| anyhow::anyhow!("server.tls: {e}"))?;
         }
-        None => {
-            let mut opts = HttpServerOptions::default();
-            opts.h2c = true;
-            if let Some(app) = proxy.app_logic_mut() {
-                app.server_options = Some(opts);
-            }
-            proxy.add_tcp(&listen);
-        }
+        None => proxy.add_tcp(&listen),
     }
     server.add_service(proxy);
 

@@ -8,6 +8,7 @@ use http::{HeaderValue, StatusCode};
 
 use super::{browser, path, rules, Decision, Endpoint, Grant, Outcome, Reply, RequestView};
 use crate::clock::unix_now;
+use crate::config::Authorization;
 use crate::domain::Secret;
 use crate::endpoints::pages;
 use crate::gate::Gate;
@@ -44,10 +45,7 @@ impl Gate {
             return Decision::Reply(self.serve(endpoint, req).await);
         }
         let rules = &self.cfg.authorization;
-        // A target servers may read differently (`..;`, `%2F`, ...) never skips auth.
-        let skip = !path::is_ambiguous(req.uri)
-            && path::route_matches(&rules.skip_auth_routes, req.method, req.path);
-        if skip || (rules.skip_preflight && browser::is_preflight(req.method, req.headers)) {
+        if skips_authentication(rules, req) {
             return Decision::Skip;
         }
         match self.authenticate(req).await {
@@ -55,7 +53,7 @@ impl Gate {
                 if rules::authorized(&grant.identity, rules) {
                     Decision::Allow(grant)
                 } else {
-                    let mut reply = pages::forbidden();
+                    let mut reply = self.forbidden(req, &grant.identity);
                     append_cookies(&mut reply, grant.set_cookies);
                     Decision::Reply(reply)
                 }
@@ -71,7 +69,7 @@ impl Gate {
                 {
                     pages::unauthorized()
                 } else {
-                    self.login_redirect(req, None)
+                    self.login_redirect(req, None).await
                 };
                 append_cookies(&mut reply, set_cookies);
                 Decision::Reply(reply)
@@ -92,7 +90,9 @@ impl Gate {
                 Outcome::Skipped,
                 "not ready",
             ),
-            Endpoint::Start => self.start(req).await,
+            // oauth2-proxy's sign-in page with one provider and
+            // `skip-provider-button`: straight to the IdP, `rd` kept.
+            Endpoint::Start | Endpoint::SignIn => self.start(req).await,
             Endpoint::Callback => self.callback(req).await,
             Endpoint::SignOut => self.sign_out(req).await,
             Endpoint::Auth => self.auth_check(req).await,
@@ -128,6 +128,7 @@ impl Gate {
                             set_cookies: Vec::new(),
                         })
                     }
+                    Err(OidcError::NotReady) => return Authn::Unavailable(pages::idp_not_ready()),
                     Err(e) if e.is_unavailable() => {
                         return Authn::Unavailable(pages::idp_unavailable())
                     }
@@ -195,9 +196,11 @@ impl Gate {
                     .clear(ticket.as_ref(), req.host, &jar)
                     .await
                     .unwrap_or_default();
+                // A JWT refused above still decides the answer: 401 with
+                // `invalid_token`, never a login redirect.
                 Authn::Anonymous {
                     set_cookies,
-                    bearer_error: None,
+                    bearer_error,
                 }
             }
             Err(e) => {
@@ -228,6 +231,18 @@ impl Gate {
     }
 }
 
+/// Whether `req` goes through without authentication: it matches
+/// `skip_auth_routes` (method and normalised path) and is not ambiguous, or
+/// it is a CORS preflight and `skip_preflight` is on. The one rule for the
+/// proxy's requests, the ext_authz checks and the original request a
+/// forward-auth caller asks `/oauth2/auth` about.
+pub(crate) fn skips_authentication(rules: &Authorization, req: &RequestView<'_>) -> bool {
+    // A target servers may read differently (`..;`, `%2F`, ...) never skips auth.
+    let route = !path::is_ambiguous(req.uri)
+        && path::route_matches(&rules.skip_auth_routes, req.method, req.path);
+    route || (rules.skip_preflight && browser::is_preflight(req.method, req.headers))
+}
+
 /// `Authorization: Bearer <JWT>`. Other schemes and opaque tokens (an app's
 /// own API keys) are not ours to judge, as in oauth2-proxy.
 fn bearer_jwt(headers: &http::HeaderMap) -> Option<&str> {
@@ -250,14 +265,22 @@ pub(crate) fn append_cookies(reply: &mut Reply, cookies: Vec<HeaderValue>) {
 }
 
 impl Reply {
-    /// An empty reply with `Cache-Control: no-store`.
+    /// An empty reply with `Cache-Control: no-store`. A 401 also carries
+    /// the plain `Bearer` challenge ([`pages::challenge`]): RFC 9110
+    /// §15.5.2 requires a `WWW-Authenticate` on every 401, and every reply
+    /// authgate builds starts here. [`pages::set_challenge`] swaps in
+    /// `error="invalid_token"` for a refused JWT.
     pub fn new(status: StatusCode, outcome: Outcome) -> Self {
+        let mut headers = vec![(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        )];
+        if status == StatusCode::UNAUTHORIZED {
+            headers.push((http::header::WWW_AUTHENTICATE, pages::challenge(None)));
+        }
         Reply {
             status,
-            headers: vec![(
-                http::header::CACHE_CONTROL,
-                HeaderValue::from_static("no-store"),
-            )],
+            headers,
             body: bytes::Bytes::new(),
             outcome,
         }
@@ -348,7 +371,7 @@ mod tests {
             assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{accept}");
             assert_eq!(
                 header(&r, "www-authenticate"),
-                [r#"Bearer error="invalid_token""#],
+                [r#"Bearer realm="authgate", error="invalid_token""#],
                 "{accept}"
             );
             assert!(header(&r, "location").is_empty());

@@ -13,6 +13,14 @@ pub enum Endpoint {
     Ready,
     /// `/oauth2/start`: begins a login (every listener).
     Start,
+    /// `/oauth2/sign_in`: oauth2-proxy's sign-in page, which with a single
+    /// provider and `skip-provider-button` (authgate's case) begins the
+    /// login like [`Endpoint::Start`], so oauth2-proxy's documented nginx and
+    /// Caddy configurations (`/oauth2/sign_in?rd=…`) work unchanged.
+    /// `listen` only: the contract makes no path but `start`, `callback`
+    /// and `sign_out` special on the ext_authz listeners, and those
+    /// configurations talk to `listen`.
+    SignIn,
     /// `/oauth2/callback`: the IdP's redirect back (every listener).
     Callback,
     /// `/oauth2/sign_out`: ends the session (every listener).
@@ -27,6 +35,19 @@ pub enum Endpoint {
     BackchannelLogout,
 }
 
+/// Every endpoint, in the order paths are looked up.
+const ALL: [Endpoint; 9] = [
+    Endpoint::Start,
+    Endpoint::SignIn,
+    Endpoint::Callback,
+    Endpoint::SignOut,
+    Endpoint::Ping,
+    Endpoint::Ready,
+    Endpoint::Auth,
+    Endpoint::Userinfo,
+    Endpoint::BackchannelLogout,
+];
+
 impl Endpoint {
     /// The endpoint a [normalised](super::path::normalize) path names on
     /// `listener`, or `None` when the request is the app's. On the ext_authz
@@ -34,18 +55,33 @@ impl Endpoint {
     /// own `/ping` or `/oauth2/auth` is decided like any other path (the
     /// contract's endpoint table).
     pub fn resolve(path: &str, listener: Listener) -> Option<Endpoint> {
-        let endpoint = match path {
-            "/oauth2/start" => Endpoint::Start,
-            "/oauth2/callback" => Endpoint::Callback,
-            "/oauth2/sign_out" => Endpoint::SignOut,
-            "/ping" => Endpoint::Ping,
-            "/ready" => Endpoint::Ready,
-            "/oauth2/auth" => Endpoint::Auth,
-            "/oauth2/userinfo" => Endpoint::Userinfo,
-            "/oauth2/backchannel_logout" => Endpoint::BackchannelLogout,
-            _ => return None,
-        };
-        endpoint.served_on(listener).then_some(endpoint)
+        Self::named_by(path).filter(|e| e.served_on(listener))
+    }
+
+    /// The `/oauth2/*` endpoint a [normalised](super::path::normalize) path
+    /// names on any listener, or `None`. Redirect targets use it: a browser
+    /// sent to one of these after login or logout would start another flow,
+    /// replay a spent callback or sign out again (a loop), so such a target
+    /// becomes `/` (`redirect::validate`). `/ping` and `/ready` are not
+    /// `/oauth2/*` and loop nowhere.
+    pub fn oauth2(path: &str) -> Option<Endpoint> {
+        Self::named_by(path).filter(|e| e.path().starts_with("/oauth2/"))
+    }
+
+    /// The endpoint's path (exact, case-sensitive, without a trailing `/`):
+    /// the one place these strings live.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Ping => "/ping",
+            Endpoint::Ready => "/ready",
+            Endpoint::Start => "/oauth2/start",
+            Endpoint::SignIn => "/oauth2/sign_in",
+            Endpoint::Callback => "/oauth2/callback",
+            Endpoint::SignOut => "/oauth2/sign_out",
+            Endpoint::Auth => "/oauth2/auth",
+            Endpoint::Userinfo => "/oauth2/userinfo",
+            Endpoint::BackchannelLogout => "/oauth2/backchannel_logout",
+        }
     }
 
     /// Whether `listener` serves this endpoint.
@@ -54,10 +90,16 @@ impl Endpoint {
             Endpoint::Start | Endpoint::Callback | Endpoint::SignOut => true,
             Endpoint::Ping
             | Endpoint::Ready
+            | Endpoint::SignIn
             | Endpoint::Auth
             | Endpoint::Userinfo
             | Endpoint::BackchannelLogout => listener == Listener::Proxy,
         }
+    }
+
+    /// The endpoint with exactly this path on some listener.
+    fn named_by(path: &str) -> Option<Endpoint> {
+        ALL.into_iter().find(|e| e.path() == path)
     }
 }
 
@@ -84,6 +126,7 @@ mod tests {
             let listen_only = [
                 "/ping",
                 "/ready",
+                "/oauth2/sign_in",
                 "/oauth2/auth",
                 "/oauth2/userinfo",
                 "/oauth2/backchannel_logout",
@@ -105,6 +148,46 @@ mod tests {
             "/PING",
         ] {
             assert_eq!(Endpoint::resolve(app, Listener::Proxy), None, "{app}");
+        }
+    }
+
+    #[test]
+    fn every_endpoint_is_found_by_its_own_path() {
+        for e in ALL {
+            assert_eq!(Endpoint::named_by(e.path()), Some(e), "{e:?}");
+        }
+        // ALL lists each variant once (the match in `path` covers them all).
+        let mut paths: Vec<_> = ALL.iter().map(|e| e.path()).collect();
+        paths.sort_unstable();
+        paths.dedup();
+        assert_eq!(paths.len(), ALL.len());
+    }
+
+    #[test]
+    fn sign_in_is_served_on_listen_only() {
+        assert_eq!(
+            Endpoint::resolve("/oauth2/sign_in", Listener::Proxy),
+            Some(Endpoint::SignIn)
+        );
+        for l in [Listener::ExtAuthzHttp, Listener::ExtAuthzGrpc] {
+            assert_eq!(Endpoint::resolve("/oauth2/sign_in", l), None, "{l:?}");
+        }
+    }
+
+    #[test]
+    fn redirect_loops_are_the_oauth2_endpoints_on_any_listener() {
+        for e in ALL {
+            let oauth2 = !matches!(e, Endpoint::Ping | Endpoint::Ready);
+            assert_eq!(Endpoint::oauth2(e.path()).is_some(), oauth2, "{e:?}");
+        }
+        for app in [
+            "/",
+            "/oauth2/",
+            "/oauth2/start/",
+            "/oauth2/other",
+            "/OAUTH2/START",
+        ] {
+            assert_eq!(Endpoint::oauth2(app), None, "{app}");
         }
     }
 }

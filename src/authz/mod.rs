@@ -12,6 +12,7 @@ pub mod decide;
 pub mod edits;
 pub mod endpoint;
 pub mod headers;
+pub mod original;
 pub mod path;
 pub mod redirect;
 pub mod request;
@@ -26,6 +27,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use crate::domain::Secret;
 pub use edits::UpstreamEdits;
 pub use endpoint::Endpoint;
+pub use original::Original;
 pub use request::{admit, Admitted, Received, Trust};
 
 /// Which front end asked; metrics label it and a few rules differ
@@ -75,6 +77,9 @@ pub struct RequestView<'a> {
     pub headers: &'a HeaderMap,
     /// The client's address (the TCP peer, or the `CheckRequest`'s source).
     pub client_ip: Option<IpAddr>,
+    /// For `/oauth2/auth` from a trusted forward-auth caller: the original
+    /// request its headers report, which the rules are applied to.
+    pub original: Option<Original<'a>>,
 }
 
 pub use crate::domain::Identity;

@@ -1,5 +1,7 @@
-//! Post-login redirect targets (`rd`, `X-Auth-Request-Redirect`, the
-//! original URL): used only when they cannot send the user off-site.
+//! Post-login and post-logout redirect targets (`rd`,
+//! `X-Auth-Request-Redirect`, the original URL, sign-out's
+//! `post_logout_redirect_uri`): used only when they cannot send the user
+//! off-site, nor back into one of authgate's own `/oauth2/*` endpoints.
 //!
 //! oauth2-proxy's open-redirect advisories (`/\evil`, `/%09/evil`,
 //! `https://example.com.evil`, userinfo tricks) are the test corpus below.
@@ -8,6 +10,13 @@
 //! backslash or a non-ASCII character is refused before parsing, because
 //! browsers strip or reinterpret exactly those.
 //!
+//! A safe target whose path (normalised as every request path is, by
+//! [`path::normalize`]) is an `/oauth2/*` endpoint also becomes `/`:
+//! nginx's usual `X-Auth-Request-Redirect: $request_uri` on
+//! `location /oauth2/` makes a plain sign-out link ask to come back to
+//! `/oauth2/sign_out`, which IdPs refuse as `post_logout_redirect_uri` or
+//! follow into a loop (oauth2-proxy users' `ERR_TOO_MANY_REDIRECTS`).
+//!
 //! API choice: free functions ([`validate`], [`is_safe`]) rather than a
 //! `RedirectTarget` type; callers only ever need the final string.
 
@@ -15,20 +24,24 @@ use std::borrow::Cow;
 
 use url::Url;
 
-use super::path::{dot_kind, pct};
+use super::path::{self, dot_kind, pct};
+use super::Endpoint;
 
-/// `target` when [`is_safe`], else `"/"`. Borrows either way.
+/// `target` when [`is_safe`] and not [`names_own_endpoint`], else `"/"`.
+/// Borrows either way.
 ///
-/// Called by `/oauth2/start`, `/oauth2/callback` and `/oauth2/sign_out`
-/// (all front ends) before a `Location` is written. `request_host` is the
-/// request's own `host[:port]`; `allowed_domains` is
-/// `redirect.allowed_domains` (lower-cased by config validation).
+/// Called by every login (`/oauth2/start`, `/oauth2/sign_in`, the login
+/// redirect of a protected page), `/oauth2/callback` and `/oauth2/sign_out`
+/// (all front ends) before a `Location` or `post_logout_redirect_uri` is
+/// written. `request_host` is the request's own `host[:port]`;
+/// `allowed_domains` is `redirect.allowed_domains` (lower-cased by config
+/// validation).
 pub fn validate<'a>(
     target: &'a str,
     request_host: &str,
     allowed_domains: &[String],
 ) -> Cow<'a, str> {
-    if is_safe(target, request_host, allowed_domains) {
+    if is_safe(target, request_host, allowed_domains) && !names_own_endpoint(target) {
         Cow::Borrowed(target)
     } else {
         Cow::Borrowed("/")
@@ -86,6 +99,17 @@ pub fn is_safe(target: &str, request_host: &str, allowed_domains: &[String]) -> 
         || allowed_domains
             .iter()
             .any(|entry| domain_allows(entry, &url, host))
+}
+
+/// Whether the path of `target` (a path, or an absolute URL on any host),
+/// [normalised](path::normalize) as the request edge normalises every
+/// request path (query and fragment cut, raw or `%3F`/`%23`; dot segments
+/// resolved; separators merged), is one of authgate's own `/oauth2/*`
+/// endpoints ([`Endpoint::oauth2`]). A browser sent there after login or
+/// logout would start another flow, replay a spent callback or sign out
+/// again: such a target must become `/`.
+pub fn names_own_endpoint(target: &str) -> bool {
+    Endpoint::oauth2(&path::normalize(target)).is_some()
 }
 
 // === checks ===
@@ -407,5 +431,58 @@ mod tests {
         assert_eq!(split_host_port("[::1]:80"), ("[::1]", Some("80")));
         assert_eq!(split_host_port("[::1]"), ("[::1]", None));
         assert_eq!(split_host_port("a.com:x"), ("a.com:x", None));
+    }
+
+    /// Targets that name an `/oauth2/*` endpoint once normalised, relative
+    /// or absolute (own host or an allowed domain): each becomes `/`.
+    const OWN_ENDPOINTS: &[&str] = &[
+        "/oauth2/sign_out",
+        "/oauth2/sign_out?rd=/x",
+        "/oauth2/sign_out#top",
+        "/oauth2/sign_out%3Frd=/x",
+        "/oauth2/sign_out%23x",
+        "/oauth2/start",
+        "/oauth2/start?rd=%2Fapp",
+        "/oauth2/sign_in?rd=/app",
+        "/oauth2/callback?code=c&state=s",
+        "/oauth2/auth",
+        "/oauth2/userinfo",
+        "/oauth2/backchannel_logout",
+        "http://example.com/oauth2/sign_out",
+        "HTTPS://EXAMPLE.COM/oauth2/start?rd=/",
+        "https://example.com:443/oauth2/callback",
+        "https://a.trusted.com/oauth2/sign_out",
+        "https://exact.org/oauth2/sign_in?rd=https://exact.org/",
+        "https://anyport.io:1234/oauth2/start",
+    ];
+
+    #[test]
+    fn targets_naming_authgates_own_endpoints_become_root() {
+        let domains = allowed();
+        for target in OWN_ENDPOINTS {
+            assert!(names_own_endpoint(target), "{target:?}");
+            assert_eq!(validate(target, HOST, &domains), "/", "{target:?}");
+        }
+    }
+
+    #[test]
+    fn the_apps_paths_near_authgates_own_are_kept() {
+        let domains = allowed();
+        for target in [
+            "/oauth2",
+            "/oauth2/",
+            "/oauth2/start/",
+            "/oauth2/startx",
+            "/oauth2/%73ign_out",
+            "/OAUTH2/SIGN_OUT",
+            "/app/oauth2/sign_out",
+            "/ping",
+            "/ready",
+            "/search?next=/oauth2/sign_out",
+            "https://example.com/app?rd=/oauth2/start",
+        ] {
+            assert!(!names_own_endpoint(target), "{target:?}");
+            assert_eq!(validate(target, HOST, &domains), *target, "{target:?}");
+        }
     }
 }

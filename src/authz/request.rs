@@ -3,7 +3,10 @@
 //! headers, 400 for a target authgate cannot decide on), the scheme, host
 //! and client address under the listener's own trust rule, the normalised
 //! path and the endpoint are worked out here once, the same way for the
-//! proxy, the ext_authz HTTP check and the ext_authz gRPC check.
+//! proxy, the ext_authz HTTP check and the ext_authz gRPC check. For
+//! `/oauth2/auth` asked by a trusted forward-auth caller, the original
+//! request it reports ([`Original`](super::Original)) is worked out here too, under the same
+//! trust rule and with the same path normalisation.
 //!
 //! Pure: never blocks, never panics, never logs.
 
@@ -13,6 +16,7 @@ use std::net::IpAddr;
 use http::{HeaderMap, StatusCode};
 use ipnet::IpNet;
 
+use super::original::{self, Reported};
 use super::{path, Endpoint, Listener, Outcome, Reply, RequestView};
 use crate::endpoints::pages;
 
@@ -77,6 +81,7 @@ pub struct Admitted<'a> {
     headers: &'a HeaderMap,
     client_ip: Option<IpAddr>,
     forwarded_trusted: bool,
+    original: Option<Reported<'a>>,
 }
 
 impl<'a> Admitted<'a> {
@@ -92,6 +97,7 @@ impl<'a> Admitted<'a> {
             endpoint: self.endpoint,
             headers: self.headers,
             client_ip: self.client_ip,
+            original: self.original.as_ref().map(Reported::view),
         }
     }
 
@@ -125,6 +131,10 @@ impl<'a> Admitted<'a> {
 /// skip route. Ambiguous targets (`/public/..;/admin`) are admitted and
 /// decided as protected by the decision.
 ///
+/// `/oauth2/auth` on `listen` from a trusted proxy (`server.trusted_proxies`)
+/// also carries the [`Original`](super::Original) request its headers report, and takes its
+/// host when they agree; from any other caller those headers are ignored.
+///
 /// Called the same way by every front end; the reply it refuses with is
 /// the whole answer (`Cache-Control: no-store`, outcome `error`).
 pub fn admit<'a>(rx: Received<'a>, trust: Trust<'_>) -> Result<Admitted<'a>, Reply> {
@@ -150,12 +160,27 @@ pub fn admit<'a>(rx: Received<'a>, trust: Trust<'_>) -> Result<Admitted<'a>, Rep
             (Cow::Owned(uri), path)
         }
     };
+    let endpoint = Endpoint::resolve(&path, rx.listener);
+    // Only a trusted proxy (never the ext_authz caller, whose own request
+    // is already the original) reports an original request, and only to
+    // the forward-auth endpoint.
+    let original = (endpoint == Some(Endpoint::Auth) && forwarded_trusted)
+        .then(|| original::reported(rx.headers, host))
+        .flatten();
+    // The call is about the original host: a refreshed session's cookie is
+    // scoped for it, not for the `Host` ingress-nginx's auth call names
+    // (authgate's own service) when only `X-Original-URL` reports it.
+    let host = match &original {
+        Some(o) if !o.conflicting => o.host,
+        _ => host,
+    };
     Ok(Admitted {
         listener: rx.listener,
         method: rx.method,
         scheme,
         host,
-        endpoint: Endpoint::resolve(&path, rx.listener),
+        endpoint,
+        original,
         uri,
         path,
         headers: rx.headers,
@@ -186,7 +211,7 @@ fn decidable_target(raw: &[u8]) -> Option<&str> {
 }
 
 /// The first value of a forwarding header, trimmed; `None` when absent or empty.
-fn forwarded<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub(super) fn forwarded<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -388,5 +413,129 @@ mod tests {
             ..rx
         };
         assert_eq!(admit(odd, Trust::Caller).unwrap().scheme(), "https");
+    }
+
+    #[test]
+    fn only_a_trusted_proxy_calling_the_auth_endpoint_reports_an_original_request() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-method", HeaderValue::from_static("OPTIONS"));
+        h.insert("x-forwarded-uri", HeaderValue::from_static("/public/"));
+        h.insert(
+            "x-original-url",
+            HeaderValue::from_static("http://h/public/"),
+        );
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let other: Vec<IpNet> = vec!["192.168.0.0/16".parse().unwrap()];
+        let auth = received(Listener::Proxy, b"/oauth2/auth", &h);
+        assert!(admit(auth, Trust::Proxies(&trusted))
+            .unwrap()
+            .view()
+            .original
+            .is_some());
+        // An untrusted caller's headers are ignored.
+        let a = admit(auth, Trust::Proxies(&other)).unwrap();
+        assert!(a.view().original.is_none());
+        assert_eq!(a.endpoint(), Some(Endpoint::Auth));
+        let no_peer = Received {
+            client_ip: None,
+            ..auth
+        };
+        assert!(admit(no_peer, Trust::Proxies(&trusted))
+            .unwrap()
+            .view()
+            .original
+            .is_none());
+        // Any other path, even from a trusted proxy, is its own request.
+        for other_path in [&b"/app"[..], b"/oauth2/userinfo", b"/public/"] {
+            let rx = received(Listener::Proxy, other_path, &h);
+            let a = admit(rx, Trust::Proxies(&trusted)).unwrap();
+            assert!(a.view().original.is_none(), "{other_path:?}");
+        }
+        // The ext_authz listeners report the original request themselves.
+        for l in [Listener::ExtAuthzHttp, Listener::ExtAuthzGrpc] {
+            let rx = received(l, b"/oauth2/auth", &h);
+            assert!(admit(rx, Trust::Caller).unwrap().view().original.is_none());
+        }
+    }
+
+    #[test]
+    fn the_original_view_is_the_call_with_the_original_method_host_and_path() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-method", HeaderValue::from_static("PUT"));
+        h.insert(
+            "x-forwarded-uri",
+            HeaderValue::from_static("/x/../oauth2/auth?q"),
+        );
+        h.insert("x-forwarded-host", HeaderValue::from_static("app.example"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let a = admit(
+            received(Listener::Proxy, b"/oauth2/auth", &h),
+            Trust::Proxies(&trusted),
+        )
+        .unwrap();
+        let call = a.view();
+        let o = call.original.unwrap().view(&call);
+        assert_eq!(
+            (o.method, o.host, o.uri, o.path, o.scheme),
+            (
+                "PUT",
+                "app.example",
+                "/x/../oauth2/auth?q",
+                "/oauth2/auth",
+                "https"
+            )
+        );
+        // The original names none of authgate's endpoints: it is the app's.
+        assert_eq!(o.endpoint, None);
+        assert!(o.original.is_none());
+        assert_eq!(o.client_ip, call.client_ip);
+        assert_eq!(o.listener, Listener::Proxy);
+    }
+
+    #[test]
+    fn the_call_takes_the_original_host_when_only_the_original_url_names_it() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let call_host = |headers: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in headers {
+                h.append(*k, HeaderValue::from_static(v));
+            }
+            let rx = Received {
+                authority: "authgate.auth.svc:4180",
+                ..received(Listener::Proxy, b"/oauth2/auth", &h)
+            };
+            admit(rx, Trust::Proxies(&trusted))
+                .unwrap()
+                .host()
+                .to_owned()
+        };
+        assert_eq!(
+            call_host(&[("x-original-url", "https://app.example/a")]),
+            "app.example"
+        );
+        assert_eq!(
+            call_host(&[
+                ("x-original-url", "https://app.example/a"),
+                ("x-forwarded-host", "app.example")
+            ]),
+            "app.example"
+        );
+        // Disagreeing: the call keeps its own (trusted) view.
+        assert_eq!(
+            call_host(&[
+                ("x-original-url", "https://other.example/a"),
+                ("x-forwarded-host", "app.example")
+            ]),
+            "app.example"
+        );
+        assert_eq!(
+            call_host(&[
+                ("x-original-url", "https://app.example/a"),
+                ("x-original-uri", "/b")
+            ]),
+            "authgate.auth.svc:4180"
+        );
+        assert_eq!(call_host(&[]), "authgate.auth.svc:4180");
     }
 }

@@ -85,6 +85,7 @@ pub(super) struct ProviderFile {
     #[serde(deserialize_with = "flex_bool")]
     pub(super) pkce: bool,
     pub(super) audiences: Vec<String>,
+    pub(super) extra_auth_params: std::collections::BTreeMap<String, String>,
     pub(super) claims: ClaimsFile,
     #[serde(deserialize_with = "flex_bool")]
     pub(super) allow_unverified_email: bool,
@@ -110,6 +111,7 @@ impl Default for ProviderFile {
             end_session_endpoint: String::new(),
             pkce: true,
             audiences: Vec::new(),
+            extra_auth_params: Default::default(),
             claims: ClaimsFile::default(),
             allow_unverified_email: false,
             ca_file: String::new(),

@@ -90,6 +90,9 @@ pub struct Provider {
     pub pkce: bool,
     /// Extra accepted `aud` values besides `client_id` (e.g. Keycloak's).
     pub audiences: Vec<String>,
+    /// Fixed parameters added to every authorization request (e.g.
+    /// `kc_idp_hint`, `prompt`), sorted by name; never one authgate sets itself.
+    pub extra_auth_params: Vec<(String, String)>,
     /// Where each identity field is read from in the claims.
     pub claims: Claims,
     /// Accept an ID token with `email_verified: false`.

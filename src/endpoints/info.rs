@@ -6,17 +6,30 @@ use bytes::Bytes;
 use http::StatusCode;
 
 use super::pages;
-use crate::authz::decide::{append_cookies, Authn};
+use crate::authz::decide::{append_cookies, skips_authentication, Authn};
 use crate::authz::{rules, Outcome, Reply, RequestView};
 use crate::gate::Gate;
 
 impl Gate {
     /// 202 with the identity headers, 401 or 403: never a redirect.
+    ///
+    /// Asked by a trusted forward-auth caller, the rules apply to the
+    /// original request it reports ([`RequestView::original`]): one that
+    /// `skip_auth_routes` or `skip_preflight` lets through answers 202
+    /// without identity headers, decided by the one rule `Gate::decide`
+    /// applies to the proxy's requests (`skips_authentication`); if the
+    /// headers reporting it disagree, nothing is skipped.
     pub async fn auth_check(&self, req: &RequestView<'_>) -> Reply {
+        let skip = req.original.is_some_and(|o| {
+            !o.conflicting && skips_authentication(&self.cfg.authorization, &o.view(req))
+        });
+        if skip {
+            return Reply::new(StatusCode::ACCEPTED, Outcome::Skipped);
+        }
         match self.authenticate(req).await {
             Authn::Identified(grant) => {
                 if !rules::authorized(&grant.identity, &self.cfg.authorization) {
-                    let mut r = pages::forbidden();
+                    let mut r = self.forbidden(req, &grant.identity);
                     append_cookies(&mut r, grant.set_cookies);
                     return r;
                 }
@@ -49,12 +62,17 @@ impl Gate {
                 append_cookies(&mut r, grant.set_cookies);
                 r
             }
-            Authn::Anonymous { set_cookies, .. } => {
+            Authn::Anonymous {
+                set_cookies,
+                bearer_error,
+            } => {
                 let mut r = pages::json(
                     StatusCode::UNAUTHORIZED,
                     Outcome::Unauthenticated,
                     br#"{"error":"unauthorized"}"#.to_vec(),
                 );
+                // RFC 6750 §3: a refused JWT says so in the challenge.
+                pages::set_challenge(&mut r, bearer_error);
                 append_cookies(&mut r, set_cookies);
                 r
             }

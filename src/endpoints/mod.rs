@@ -5,6 +5,7 @@
 mod flow;
 mod info;
 pub mod pages;
+pub(crate) mod pending;
 mod sign_out;
 
 pub use flow::flow_cookie_name;

@@ -1,5 +1,6 @@
 //! The small answers authgate gives itself: redirects and error pages. Every
-//! one carries `Cache-Control: no-store` (see `Reply::new`).
+//! one carries `Cache-Control: no-store`, and every 401 a `WWW-Authenticate:
+//! Bearer realm="authgate"` challenge (see `Reply::new`).
 
 use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
@@ -36,17 +37,66 @@ pub fn redirect(location: &str, outcome: Outcome) -> Reply {
     r
 }
 
-/// 403: signed in, but not allowed by `authorization`.
-pub fn forbidden() -> Reply {
-    page(
-        StatusCode::FORBIDDEN,
-        Outcome::Forbidden,
-        "Forbidden",
-        "You are signed in, but your account is not allowed to access this resource.",
-    )
+/// 403: signed in, but not allowed by `authorization`. The page names who
+/// is signed in (`who`: the email of the verified ID token or session) and
+/// links to `another_account` (a fresh login with `prompt=login`, see
+/// `Gate::forbidden`), so a user signed in with the wrong account is not
+/// stuck. Both are HTML-escaped here; callers pass plain text.
+pub fn forbidden(who: &str, another_account: &str) -> Reply {
+    let mut r = page(StatusCode::FORBIDDEN, Outcome::Forbidden, "Forbidden", "");
+    let who = if who.is_empty() { "an account" } else { who };
+    r.body = Bytes::from(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>403 Forbidden</title></head>\
+         <body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\">\
+         <h1>403 Forbidden</h1>\
+         <p>You are signed in as <strong id=\"signed-in-as\">{who}</strong>, \
+         but this account is not allowed to access this resource.</p>\
+         <p><a id=\"another-account\" href=\"{href}\">Sign in with another account</a></p>\
+         </body></html>\n",
+        who = html_escape::encode_text(who),
+        href = html_escape::encode_double_quoted_attribute(another_account),
+    ));
+    r
 }
 
-/// 401 for a request without valid credentials that gets no login redirect.
+// === 401 and its challenge ===
+
+/// The `realm` of every `WWW-Authenticate` challenge authgate sends
+/// (RFC 9110 §11.6.1): one protection space, whatever the host or listener.
+pub const REALM: &str = "authgate";
+
+/// `Bearer realm="authgate"`: [`REALM`] spelt into a static header value.
+const PLAIN_CHALLENGE: &str = "Bearer realm=\"authgate\"";
+
+/// The `WWW-Authenticate` value of a 401 (RFC 9110 §15.5.2: every 401 has
+/// one; RFC 6750 §3: the `Bearer` scheme). `bearer_error` is `None` when no
+/// token authgate verifies was presented (none, or an opaque non-JWT token:
+/// plain `Bearer realm="authgate"`), else the RFC 6750 §3.1 code of a
+/// refused JWT (`Bearer realm="authgate", error="invalid_token"`). Never
+/// fails: an unusable code falls back to the plain challenge.
+pub fn challenge(bearer_error: Option<&'static str>) -> HeaderValue {
+    let plain = HeaderValue::from_static(PLAIN_CHALLENGE);
+    match bearer_error {
+        None => plain,
+        Some(e) => {
+            HeaderValue::from_str(&format!("{PLAIN_CHALLENGE}, error=\"{e}\"")).unwrap_or(plain)
+        }
+    }
+}
+
+/// Replaces the reply's challenge with [`challenge`]`(bearer_error)`: a 401
+/// carries exactly one `WWW-Authenticate` (`Reply::new` adds the plain one).
+pub fn set_challenge(reply: &mut Reply, bearer_error: Option<&'static str>) {
+    reply
+        .headers
+        .retain(|(name, _)| name != header::WWW_AUTHENTICATE);
+    reply
+        .headers
+        .push((header::WWW_AUTHENTICATE, challenge(bearer_error)));
+}
+
+/// 401 for a request without valid credentials that gets no login redirect,
+/// with the plain `Bearer realm="authgate"` challenge.
 pub fn unauthorized() -> Reply {
     page(
         StatusCode::UNAUTHORIZED,
@@ -56,13 +106,11 @@ pub fn unauthorized() -> Reply {
     )
 }
 
-/// RFC 6750 3: refused bearer tokens say why in `WWW-Authenticate`.
+/// 401 for a refused bearer JWT: RFC 6750 §3 says why in
+/// `WWW-Authenticate` (`error="invalid_token"`).
 pub fn bearer_unauthorized(error: &'static str) -> Reply {
     let mut r = unauthorized();
-    let v = format!("Bearer error=\"{error}\"");
-    if let Ok(v) = HeaderValue::from_str(&v) {
-        r.headers.push((header::WWW_AUTHENTICATE, v));
-    }
+    set_challenge(&mut r, Some(error));
     r
 }
 
@@ -138,4 +186,47 @@ pub fn json(status: StatusCode, outcome: Outcome, body: Vec<u8>) -> Reply {
     ));
     r.body = Bytes::from(body);
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn challenges(r: &Reply) -> Vec<&str> {
+        r.headers
+            .iter()
+            .filter(|(n, _)| n == header::WWW_AUTHENTICATE)
+            .map(|(_, v)| v.to_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_plain_challenge_names_the_realm() {
+        assert_eq!(PLAIN_CHALLENGE, format!("Bearer realm=\"{REALM}\""));
+    }
+
+    #[test]
+    fn every_401_carries_exactly_one_bearer_challenge() {
+        let plain = [r#"Bearer realm="authgate""#];
+        let refused = [r#"Bearer realm="authgate", error="invalid_token""#];
+        assert_eq!(challenges(&unauthorized()), plain);
+        assert_eq!(challenges(&bearer_unauthorized("invalid_token")), refused);
+        let json401 = json(StatusCode::UNAUTHORIZED, Outcome::Unauthenticated, vec![]);
+        assert_eq!(challenges(&json401), plain);
+        let text401 = text(StatusCode::UNAUTHORIZED, Outcome::Unauthenticated, "");
+        assert_eq!(challenges(&text401), plain);
+        let failed = login_failed(StatusCode::UNAUTHORIZED, "x");
+        assert_eq!(challenges(&failed), plain);
+        let mut r = unauthorized();
+        set_challenge(&mut r, Some("invalid_token"));
+        set_challenge(&mut r, None);
+        assert_eq!(challenges(&r), plain);
+    }
+
+    #[test]
+    fn other_statuses_carry_no_challenge() {
+        assert!(challenges(&redirect("/", Outcome::Unauthenticated)).is_empty());
+        assert!(challenges(&bad_request("x")).is_empty());
+        assert!(challenges(&login_failed(StatusCode::FORBIDDEN, "x")).is_empty());
+    }
 }

@@ -37,6 +37,9 @@ impl Gate {
                 return pages::store_unavailable();
             }
         };
+        // Before discovery the IdP's end-session endpoint is not known yet:
+        // skipping it would leave the IdP session signed in.
+        self.provider.discovered().await;
         let location = match self.provider.end_session_url(
             id_token.as_ref().map(|t| t.expose().as_str()),
             &absolute(req, &target),

@@ -112,19 +112,20 @@ pub fn build(cfg: &config::Provider, md: &Metadata) -> Result<Client, OidcError>
 }
 
 /// The authorization request URL (OIDC Core 3.1.2.1) of one login flow:
-/// `response_type=code`, the configured scopes (`openid` once), state, nonce
-/// and, with a verifier, its S256 challenge (RFC 7636 4.2).
+/// `response_type=code`, the configured scopes (`openid` once), state, nonce,
+/// with a verifier its S256 challenge (RFC 7636 4.2), then the fixed
+/// `provider.extra_auth_params` (config validation keeps authgate's own
+/// names out of them). `prompt` (OIDC Core 3.1.2.1, e.g. `login` for "sign
+/// in with another account") replaces a configured `prompt`.
 pub fn authorization_url(
     client: &Client,
-    scopes: &[String],
+    cfg: &config::Provider,
     redirect_uri: &str,
-    state: &str,
-    nonce: &str,
-    pkce_verifier: Option<&str>,
+    flow: &AuthFlow<'_>,
 ) -> Result<Url, OidcError> {
     let redirect = RedirectUrl::new(redirect_uri.to_owned())
         .map_err(|e| OidcError::Config(format!("redirect URL: {e}")))?;
-    let (state, nonce) = (state.to_owned(), nonce.to_owned());
+    let (state, nonce) = (flow.state.to_owned(), flow.nonce.to_owned());
     let mut req = client
         .authorize_url(
             AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
@@ -134,17 +135,48 @@ pub fn authorization_url(
         .set_redirect_uri(Cow::Owned(redirect))
         // The crate adds `openid` itself.
         .add_scopes(
-            scopes
+            cfg.scopes
                 .iter()
                 .filter(|s| s.as_str() != "openid")
                 .map(|s| Scope::new(s.clone())),
         );
-    if let Some(v) = pkce_verifier {
+    if let Some(v) = flow.pkce_verifier {
         req = req.set_pkce_challenge(PkceCodeChallenge::from_code_verifier_sha256(
             &PkceCodeVerifier::new(v.to_owned()),
         ));
     }
+    for (name, value) in &cfg.extra_auth_params {
+        if flow.prompt.is_some() && name == "prompt" {
+            continue;
+        }
+        req = req.add_extra_param(name.clone(), value.clone());
+    }
+    if let Some(p) = flow.prompt {
+        req = req.add_extra_param("prompt", p.to_owned());
+    }
     Ok(req.url().0)
+}
+
+/// The per-flow values of one authorization request.
+#[derive(Clone, Copy)]
+pub struct AuthFlow<'a> {
+    /// The flow's `state` (CSRF, bound to the browser by its flow cookie).
+    pub state: &'a str,
+    /// The flow's `nonce` (bound into the ID token).
+    pub nonce: &'a str,
+    /// The PKCE verifier whose S256 challenge is sent, when PKCE is on.
+    pub pkce_verifier: Option<&'a str>,
+    /// An OIDC `prompt` value for this request only (`login`).
+    pub prompt: Option<&'a str>,
+}
+
+impl std::fmt::Debug for AuthFlow<'_> {
+    // The nonce and verifier are secrets of the flow.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthFlow")
+            .field("prompt", &self.prompt)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Redeems an authorization code (OIDC Core 3.1.3.1).

@@ -8,12 +8,15 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 use openidconnect::core::{CoreIdTokenVerifier, CoreJwsSigningAlgorithm};
-use openidconnect::{AccessToken, AccessTokenHash, ClientId, IssuerUrl, JsonWebKeySet, Nonce};
+use openidconnect::{
+    AccessToken, AccessTokenHash, ClaimsVerificationError, ClientId, IssuerUrl, JsonWebKeySet,
+    Nonce,
+};
 use serde_json::{Map, Value};
 
 use super::client::IdToken;
 use super::http::IdpHttp;
-use super::jwks::Jwks;
+use super::jwks::{Jwks, Refetch};
 use super::verify::constant_time_eq;
 use super::OidcError;
 
@@ -39,21 +42,67 @@ pub struct Expected<'a> {
 /// crate re-serialises them, the rest as sent). Every failure is
 /// [`OidcError::Token`], except the JWKS being unreachable when an unknown
 /// `kid` makes us refetch.
+///
+/// `token` must be one authgate itself just received from the token
+/// endpoint (a code or refresh grant over its own connection): not chosen by
+/// an attacker, so a key rotation at the IdP is met at once. An unknown `kid`
+/// refetches the keys without the rate limit of client-presented tokens
+/// ([`Refetch::Now`]), and so does a signature that fails with the cached key
+/// (a provider that rotated without a new `kid`, or publishes none): one
+/// refetch and one more attempt.
 pub async fn verify(
     token: &IdToken,
     jwks: &Jwks,
     http: &IdpHttp,
     expected: &Expected<'_>,
 ) -> Result<Map<String, Value>, OidcError> {
+    match attempt(token, jwks, http, expected).await {
+        Err(Attempt::BadSignature(first)) => {
+            if jwks.load(http).await.is_err() {
+                return Err(OidcError::Token(first));
+            }
+            attempt(token, jwks, http, expected)
+                .await
+                .map_err(|e| match e {
+                    Attempt::BadSignature(m) => OidcError::Token(m),
+                    Attempt::Failed(e) => e,
+                })
+        }
+        Err(Attempt::Failed(e)) => Err(e),
+        Ok(claims) => Ok(claims),
+    }
+}
+
+/// Why one verification attempt failed: a signature the cached key does not
+/// verify is worth one refetch, nothing else is.
+enum Attempt {
+    BadSignature(String),
+    Failed(OidcError),
+}
+
+impl From<OidcError> for Attempt {
+    fn from(e: OidcError) -> Self {
+        Attempt::Failed(e)
+    }
+}
+
+async fn attempt(
+    token: &IdToken,
+    jwks: &Jwks,
+    http: &IdpHttp,
+    expected: &Expected<'_>,
+) -> Result<Map<String, Value>, Attempt> {
     let raw = token.to_string();
     // `decode_header` refuses `alg: none` (not an Algorithm variant).
     let header = jsonwebtoken::decode_header(&raw)
         .map_err(|_| OidcError::Token("malformed token".into()))?;
     let alg = core_alg(header.alg)
         .ok_or_else(|| OidcError::Token("symmetric algorithms are never accepted".into()))?;
-    // Our cache picks the key (rate-limited refetch on an unknown `kid`, and
-    // only the algorithm the key itself declares): the crate sees that key alone.
-    let key = jwks.key(header.kid.as_deref(), header.alg, http).await?;
+    // Our cache picks the key (only the algorithm the key itself declares):
+    // the crate sees that key alone.
+    let key = jwks
+        .key(header.kid.as_deref(), header.alg, http, Refetch::Now)
+        .await?;
     let jwk = key
         .jwk
         .clone()
@@ -76,17 +125,20 @@ pub async fn verify(
             Some(want) if got.is_some_and(|g| constant_time_eq(g.secret(), want)) => Ok(()),
             Some(_) => Err("nonce mismatch".to_owned()),
         })
-        .map_err(|e| OidcError::Token(e.to_string()))?;
+        .map_err(|e| match e {
+            ClaimsVerificationError::SignatureVerification(_) => {
+                Attempt::BadSignature(e.to_string())
+            }
+            e => Attempt::Failed(OidcError::Token(e.to_string())),
+        })?;
     // OIDC Core 3.1.3.7 steps 4-5 (the crate leaves `azp` to us): with
     // several audiences `azp` must be present, and when present it must be us.
     match claims.authorized_party() {
         Some(azp) if azp.as_str() != expected.client_id => {
-            return Err(OidcError::Token("azp is another client".into()))
+            return Err(OidcError::Token("azp is another client".into()).into())
         }
         None if claims.audiences().len() > 1 => {
-            return Err(OidcError::Token(
-                "azp missing with several audiences".into(),
-            ))
+            return Err(OidcError::Token("azp missing with several audiences".into()).into())
         }
         _ => {}
     }
@@ -95,17 +147,15 @@ pub async fn verify(
         let got = AccessTokenHash::from_token(&AccessToken::new(at.to_owned()), &alg, &jwk)
             .map_err(|_| OidcError::Token("at_hash cannot be computed".into()))?;
         if !constant_time_eq(got.as_str(), want.as_str()) {
-            return Err(OidcError::Token(
-                "at_hash does not match the access token".into(),
-            ));
+            return Err(OidcError::Token("at_hash does not match the access token".into()).into());
         }
     }
     let Ok(Value::Object(map)) = serde_json::to_value(claims) else {
-        return Err(OidcError::Token("claims are not an object".into()));
+        return Err(OidcError::Token("claims are not an object".into()).into());
     };
     if let Some(nbf) = map.get("nbf").and_then(Value::as_u64) {
         if nbf > crate::clock::unix_now() + LEEWAY.as_secs() {
-            return Err(OidcError::Token("ImmatureSignature".into()));
+            return Err(OidcError::Token("ImmatureSignature".into()).into());
         }
     }
     Ok(map)
@@ -152,7 +202,7 @@ mod tests {
             "kty": "RSA", "kid": "k1", "use": "sig", "alg": "RS256",
             "n": b64(&key.n().to_bytes_be()), "e": b64(&key.e().to_bytes_be()),
         }]});
-        jwks.seed(&set).await.unwrap();
+        jwks.seed(&set).unwrap();
         let http = IdpHttp::new(None, crate::metrics::Metrics::new().unwrap()).unwrap();
         (jwks, http)
     }

@@ -1,27 +1,52 @@
 //! The JWKS cache: keys by `kid`, refetched when a token names a `kid` we do
-//! not know (key rotation at the IdP), at most once per [`REFETCH_MIN_INTERVAL`]
-//! so a flood of forged `kid`s cannot turn into a flood of IdP calls.
+//! not know (key rotation at the IdP). A refetch is single-flight: every
+//! caller that needs one while it runs awaits that one fetch (no lock is held
+//! across it). Who may start one depends on where the token came from
+//! ([`Refetch`]): an ID token authgate itself just received from the token
+//! endpoint refetches at once; a token a client presents may start one at
+//! most once per [`REFETCH_MIN_INTERVAL`], so a flood of forged `kid`s cannot
+//! turn into a flood of IdP calls.
 //!
 //! Each key is held twice: for `jsonwebtoken` (bearer and logout tokens) and
 //! as `openidconnect`'s `CoreJsonWebKey` (ID tokens), parsed from the same
 //! JWK, so both verifiers see the same keys and the same rotation.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use futures::future::{BoxFuture, FutureExt, Shared};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use openidconnect::core::CoreJsonWebKey;
+use parking_lot::Mutex;
 use url::Url;
 
 use super::http::IdpHttp;
 use super::OidcError;
 use crate::metrics::IdpEndpoint;
 
-/// An unknown `kid` refetches the JWKS at most this often.
+/// A client-presented token's unknown `kid` starts a refetch at most this
+/// often (counted from the last fetch of any kind).
 pub const REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Where the token whose key is looked up came from, which decides whether
+/// its unknown `kid` may start a refetch now. Either kind joins a refetch
+/// already running: that costs the IdP nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refetch {
+    /// A token authgate fetched itself over the back channel (the ID token of
+    /// a code or refresh grant, over its own TLS connection to the token
+    /// endpoint): not attacker-chosen, so an unknown `kid` means the IdP
+    /// rotated its key and the keys are refetched at once.
+    Now,
+    /// A token a client presented (`Authorization: Bearer`, a back-channel
+    /// logout token POSTed to authgate): anyone can forge its `kid`, so it
+    /// starts a refetch only if none ran for [`REFETCH_MIN_INTERVAL`].
+    RateLimited,
+}
 
 /// A verification key and the one algorithm it may verify.
 pub struct Key {
@@ -41,79 +66,127 @@ struct KeySet {
     anonymous: Vec<Arc<Key>>,
 }
 
-/// One issuer's key cache. Lookups are lock-free; only a refetch locks.
+/// One fetch of the key set, awaited by every caller that needs it.
+type Fetch = Shared<BoxFuture<'static, Result<(), OidcError>>>;
+
+/// The refetch bookkeeping, behind a lock that is never held across an await.
+#[derive(Default)]
+struct Fetching {
+    /// When the last fetch (of any kind, or a seed) started.
+    started: Option<Instant>,
+    /// The running (or last) fetch.
+    current: Option<Fetch>,
+}
+
+/// What a caller with an unknown `kid` does next.
+enum Next {
+    /// The key arrived meanwhile.
+    Found,
+    /// Await this fetch (started now or already running), then look again.
+    Await(Fetch),
+    /// A refetch ran too recently for a client-presented token.
+    Refused,
+}
+
+/// One issuer's key cache. Lookups are lock-free; starting or joining a
+/// refetch takes a short lock, awaiting it takes none.
 pub struct Jwks {
     uri: Url,
-    keys: ArcSwap<KeySet>,
-    loaded: std::sync::atomic::AtomicBool,
-    /// Serialises refetches; only ever awaited off the hot path (unknown kid).
-    refetch: tokio::sync::Mutex<Option<Instant>>,
+    keys: Arc<ArcSwap<KeySet>>,
+    loaded: Arc<AtomicBool>,
+    fetching: Mutex<Fetching>,
 }
+
+// === impl Jwks ===
 
 impl Jwks {
     /// An empty cache for the key set at `uri`; [`Jwks::load`] fills it.
     pub fn new(uri: Url) -> Self {
         Jwks {
             uri,
-            keys: ArcSwap::from_pointee(KeySet::default()),
-            loaded: std::sync::atomic::AtomicBool::new(false),
-            refetch: tokio::sync::Mutex::new(None),
+            keys: Arc::new(ArcSwap::from_pointee(KeySet::default())),
+            loaded: Arc::new(AtomicBool::new(false)),
+            fetching: Mutex::new(Fetching::default()),
         }
     }
 
     /// Whether a key set was ever loaded.
     pub fn is_loaded(&self) -> bool {
-        self.loaded.load(std::sync::atomic::Ordering::Acquire)
+        self.loaded.load(Ordering::Acquire)
     }
 
-    /// Fetches the set now, replacing the cached one on success.
+    /// Fetches the set now (or joins the fetch already running), replacing
+    /// the cached one on success. Errors: the IdP unreachable, or an answer
+    /// that is no key set.
     pub async fn load(&self, http: &IdpHttp) -> Result<(), OidcError> {
-        let body = http.get_json(&self.uri, IdpEndpoint::Jwks).await?;
-        self.seed(&body).await
+        match self.start_or_join(http, Refetch::Now, || false) {
+            Next::Await(fetch) => fetch.await,
+            Next::Found | Next::Refused => Ok(()),
+        }
     }
 
     /// Replaces the cached set with `body` (a JWKS document) as if fetched
     /// now: discovery hands over the set it fetched.
-    pub async fn seed(&self, body: &serde_json::Value) -> Result<(), OidcError> {
+    pub fn seed(&self, body: &serde_json::Value) -> Result<(), OidcError> {
         let set = parse_key_set(body)?;
         self.keys.store(Arc::new(set));
-        self.loaded
-            .store(true, std::sync::atomic::Ordering::Release);
-        let mut last = self.refetch.lock().await;
-        *last = Some(Instant::now());
+        self.loaded.store(true, Ordering::Release);
+        self.fetching.lock().started = Some(Instant::now());
         Ok(())
     }
 
-    /// The key for a token header. An unknown `kid` triggers one
-    /// rate-limited refetch before giving up.
+    /// The key for a token header. An unknown `kid` refetches the set as
+    /// `refetch` allows (see [`Refetch`]) before giving up with
+    /// [`OidcError::Token`]; a failed refetch is its own error.
     pub async fn key(
         &self,
         kid: Option<&str>,
         alg: Algorithm,
         http: &IdpHttp,
+        refetch: Refetch,
     ) -> Result<Arc<Key>, OidcError> {
         if let Some(k) = self.lookup(kid, alg) {
             return Ok(k);
         }
-        {
-            let mut last = self.refetch.lock().await;
-            // Another task may have refetched while we waited.
-            if let Some(k) = self.lookup(kid, alg) {
-                return Ok(k);
-            }
-            let due = last.is_none_or(|t| t.elapsed() >= REFETCH_MIN_INTERVAL);
-            if !due {
-                return Err(OidcError::Token("unknown signing key".into()));
-            }
-            *last = Some(Instant::now());
-            let body = http.get_json(&self.uri, IdpEndpoint::Jwks).await?;
-            let set = parse_key_set(&body)?;
-            self.keys.store(Arc::new(set));
-            self.loaded
-                .store(true, std::sync::atomic::Ordering::Release);
+        let found = || self.lookup(kid, alg).is_some();
+        if let Next::Await(fetch) = self.start_or_join(http, refetch, found) {
+            fetch.await?;
         }
         self.lookup(kid, alg)
             .ok_or_else(|| OidcError::Token("unknown signing key".into()))
+    }
+
+    /// Joins the running fetch, else starts one if `refetch` allows it.
+    /// `found` is asked first, under the lock: a fetch that finished since
+    /// the caller's own lookup may already have brought its key in.
+    fn start_or_join(&self, http: &IdpHttp, refetch: Refetch, found: impl Fn() -> bool) -> Next {
+        let mut fetching = self.fetching.lock();
+        if found() {
+            return Next::Found;
+        }
+        if let Some(f) = fetching.current.as_ref().filter(|f| f.peek().is_none()) {
+            return Next::Await(f.clone());
+        }
+        let recent = fetching
+            .started
+            .is_some_and(|t| t.elapsed() < REFETCH_MIN_INTERVAL);
+        if refetch == Refetch::RateLimited && recent {
+            return Next::Refused;
+        }
+        let (uri, http) = (self.uri.clone(), http.clone());
+        let (keys, loaded) = (self.keys.clone(), self.loaded.clone());
+        let fetch = async move {
+            let body = http.get_json(&uri, IdpEndpoint::Jwks).await?;
+            let set = parse_key_set(&body)?;
+            keys.store(Arc::new(set));
+            loaded.store(true, Ordering::Release);
+            Ok(())
+        }
+        .boxed()
+        .shared();
+        fetching.started = Some(Instant::now());
+        fetching.current = Some(fetch.clone());
+        Next::Await(fetch)
     }
 
     fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> Option<Arc<Key>> {
@@ -209,6 +282,84 @@ pub fn signing_algorithm(jwk: &Jwk) -> Option<Algorithm> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use rsa::pkcs8::DecodePrivateKey as _;
+    use rsa::traits::PublicKeyParts as _;
+    use std::sync::atomic::AtomicUsize;
+
+    fn http() -> IdpHttp {
+        IdpHttp::new(None, crate::metrics::Metrics::new().unwrap()).unwrap()
+    }
+
+    /// The test key as a JWKS naming it `kid`.
+    fn set_with(kid: &str) -> serde_json::Value {
+        let pem = include_str!("../../tests/support/test_key.pem");
+        let key = rsa::RsaPrivateKey::from_pkcs8_pem(pem).unwrap();
+        let b64 = |b: Vec<u8>| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        serde_json::json!({"keys": [{
+            "kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
+            "n": b64(key.n().to_bytes_be()), "e": b64(key.e().to_bytes_be()),
+        }]})
+    }
+
+    /// A JWKS endpoint that publishes `k2` and counts its requests.
+    async fn rotated_idp() -> (Url, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/jwks", listener.local_addr().unwrap())).unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let count = hits.clone();
+        let handler = crate::demo::http_server::handler(move |_req| {
+            count.fetch_add(1, Ordering::SeqCst);
+            async move {
+                // Slow enough that every caller below arrives while it runs.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                http::Response::new(set_with("k2").to_string().into_bytes()).into()
+            }
+        });
+        crate::demo::http_server::spawn(listener, handler).unwrap();
+        (url, hits)
+    }
+
+    #[tokio::test]
+    async fn a_back_channel_token_refetches_at_once_once_for_all_callers() {
+        let (url, hits) = rotated_idp().await;
+        let jwks = Jwks::new(url);
+        jwks.seed(&set_with("k1")).unwrap();
+        let http = http();
+        // Right after a fetch a client's unknown kid fetches nothing...
+        let refused = jwks
+            .key(Some("k2"), Algorithm::RS256, &http, Refetch::RateLimited)
+            .await;
+        assert!(matches!(refused, Err(OidcError::Token(_))));
+        assert_eq!(hits.load(Ordering::SeqCst), 0);
+        // ...while ID tokens from the token endpoint refetch, one fetch for all.
+        let lookups = (0..10).map(|_| jwks.key(Some("k2"), Algorithm::RS256, &http, Refetch::Now));
+        for r in futures::future::join_all(lookups).await {
+            assert!(r.is_ok());
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        // A kid still unknown after that refetches again only for ID tokens.
+        let unknown = jwks
+            .key(Some("k9"), Algorithm::RS256, &http, Refetch::RateLimited)
+            .await;
+        assert!(matches!(unknown, Err(OidcError::Token(_))));
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn client_tokens_join_a_running_fetch_but_never_start_one_early() {
+        let (url, hits) = rotated_idp().await;
+        let jwks = Jwks::new(url);
+        jwks.seed(&set_with("k1")).unwrap();
+        let http = http();
+        let (back_channel, client) = futures::join!(
+            jwks.key(Some("k2"), Algorithm::RS256, &http, Refetch::Now),
+            jwks.key(Some("k2"), Algorithm::RS256, &http, Refetch::RateLimited),
+        );
+        assert!(back_channel.is_ok());
+        assert!(client.is_ok(), "joined the running fetch");
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn symmetric_and_encryption_keys_are_skipped() {

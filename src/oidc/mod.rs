@@ -6,8 +6,16 @@
 //! The login runs on `openidconnect` ([`discovery`], [`client`],
 //! [`id_token`]) over authgate's own HTTP client ([`http`]: timeouts, no
 //! redirects, `ca_file`, metrics) and its own JWKS cache ([`jwks`]: refetch
-//! on an unknown `kid`, rate-limited). Bearer and logout tokens, which are
-//! not ID tokens, stay on `jsonwebtoken` ([`verify`]) against the same cache.
+//! on an unknown `kid`, single-flight; rate-limited for client-presented
+//! tokens). Bearer and logout tokens, which are not ID tokens, stay on
+//! `jsonwebtoken` ([`verify`]) against the same cache.
+//!
+//! Discovery runs in [`Provider::maintain`], one probe at a time: the first
+//! probes come tens of milliseconds apart (the IdP is often a moment behind
+//! authgate at start-up), then every [`PROBE_INTERVAL`]. A request that needs
+//! an issuer not yet discovered wakes that loop and waits up to
+//! [`DISCOVERY_WAIT`] for it (every waiting request on the same probes,
+//! never one each), then fails with [`OidcError::NotReady`] (a 503).
 
 pub mod claims;
 pub mod client;
@@ -38,6 +46,15 @@ use crate::metrics::{Dependency, Metrics};
 
 /// While the IdP is down (or not yet discovered) it is re-probed this often.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// The pause after the first probe at start-up; it doubles after each probe
+/// up to [`PROBE_INTERVAL`], so an IdP that starts with authgate is found
+/// within tens of milliseconds without a tight loop against one that is down.
+pub const FIRST_PROBE_PAUSE: Duration = Duration::from_millis(20);
+/// While a request waits for discovery, probes come at least this often.
+pub const ON_DEMAND_PROBE_GAP: Duration = Duration::from_millis(100);
+/// How long a request that needs an issuer not yet discovered waits for it
+/// before failing with [`OidcError::NotReady`].
+pub const DISCOVERY_WAIT: Duration = Duration::from_millis(2500);
 /// A probe gives up after this, so probes stay under 5 s apart.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// While it is up, keys are refreshed this often even without an unknown `kid`.
@@ -46,7 +63,7 @@ pub const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
 /// Why an IdP call or a token failed. Front ends answer the first two and
 /// [`OidcError::Invalid`] with a 5xx (the IdP is unavailable), the others as a
 /// refusal. Messages never carry a token.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum OidcError {
     /// No usable answer: connection, timeout or a 5xx.
     #[error("identity provider unreachable: {0}")]
@@ -109,7 +126,13 @@ impl Issuer {
     }
 
     fn ready(&self) -> bool {
-        self.metadata.load().is_some() && self.jwks.load().as_ref().is_some_and(|j| j.is_loaded())
+        self.discovered() && self.jwks.load().as_ref().is_some_and(|j| j.is_loaded())
+    }
+
+    /// Whether its endpoints are known (discovered or configured): all a
+    /// login needs; keys missing then are fetched on the first token.
+    fn discovered(&self) -> bool {
+        self.metadata.load().is_some()
     }
 
     /// Discovers (when needed) and loads keys. Idempotent.
@@ -118,7 +141,7 @@ impl Issuer {
             let found = discovery::discover(&self.issuer_url, http).await?;
             // The crate fetched the keys with the document: no second fetch.
             let jwks = Jwks::new(found.metadata.jwks_uri.clone());
-            jwks.seed(&found.jwks).await?;
+            jwks.seed(&found.jwks)?;
             self.jwks.store(Some(Arc::new(jwks)));
             self.metadata.store(Some(Arc::new(found.metadata)));
             return Ok(());
@@ -188,6 +211,11 @@ pub struct Provider {
     extra: Vec<(Issuer, IdpHttp)>,
     up: AtomicBool,
     metrics: Metrics,
+    /// Bumped after every probe; a request waiting for discovery holds a
+    /// receiver, so the count of receivers is the count of waiters.
+    probed: tokio::sync::watch::Sender<u64>,
+    /// Wakes the probe loops from their pause when a request starts waiting.
+    wake: tokio::sync::Notify,
 }
 
 impl Provider {
@@ -228,6 +256,8 @@ impl Provider {
             extra,
             up: AtomicBool::new(false),
             metrics,
+            probed: tokio::sync::watch::Sender::new(0),
+            wake: tokio::sync::Notify::new(),
         })
     }
 
@@ -263,28 +293,42 @@ impl Provider {
     }
 
     /// Keeps discovery, keys and the `idp` dependency gauge fresh; runs for
-    /// the life of the process in a background service.
+    /// the life of the process in a background service. The provider and the
+    /// extra issuers are probed by two loops, so a slow extra issuer never
+    /// delays the provider's discovery.
     pub async fn maintain(&self) {
+        futures::join!(self.maintain_primary(), self.maintain_extras());
+    }
+
+    async fn maintain_primary(&self) {
         let mut since_refresh = std::time::Instant::now();
+        let mut pause = FIRST_PROBE_PAUSE;
         loop {
             let down = !self.primary.ready() || !self.up.load(Ordering::Acquire);
-            let primary = async {
-                if down || since_refresh.elapsed() >= JWKS_REFRESH_INTERVAL {
-                    let r =
-                        tokio::time::timeout(PROBE_TIMEOUT, self.primary.initialise(&self.http))
-                            .await
-                            .unwrap_or_else(|_| {
-                                Err(OidcError::Unreachable("probe timed out".into()))
-                            });
-                    if let Err(e) = &r {
-                        tracing::warn!(error = %e, "identity provider probe failed");
-                    }
-                    let _ = self.observe(r);
-                    since_refresh = std::time::Instant::now();
+            if down || since_refresh.elapsed() >= JWKS_REFRESH_INTERVAL {
+                let r = tokio::time::timeout(PROBE_TIMEOUT, self.primary.initialise(&self.http))
+                    .await
+                    .unwrap_or_else(|_| Err(OidcError::Unreachable("probe timed out".into())));
+                if let Err(e) = &r {
+                    tracing::warn!(error = %e, "identity provider probe failed");
                 }
-            };
-            // Extra issuers are probed beside the provider, never in its way.
-            let extras = futures::future::join_all(self.extra.iter().filter(|(i, _)| !i.ready()).map(
+                let _ = self.observe(r);
+                since_refresh = std::time::Instant::now();
+                self.probed.send_modify(|n| *n = n.wrapping_add(1));
+            }
+            self.pause(pause, || !self.primary.discovered()).await;
+            pause = (pause * 2).min(PROBE_INTERVAL);
+        }
+    }
+
+    async fn maintain_extras(&self) {
+        if self.extra.is_empty() {
+            return;
+        }
+        let mut pause = FIRST_PROBE_PAUSE;
+        let undiscovered = || self.extra.iter().any(|(i, _)| !i.discovered());
+        loop {
+            let probes = self.extra.iter().filter(|(i, _)| !i.ready()).map(
                 |(issuer, http)| async move {
                     match tokio::time::timeout(PROBE_TIMEOUT, issuer.initialise(http)).await {
                         Ok(Ok(())) => {}
@@ -294,32 +338,83 @@ impl Provider {
                         Err(_) => tracing::warn!(issuer = %issuer.issuer_url, "extra JWT issuer probe timed out"),
                     }
                 },
-            ));
-            futures::join!(primary, extras);
-            tokio::time::sleep(PROBE_INTERVAL).await;
+            );
+            let probes: Vec<_> = probes.collect();
+            if !probes.is_empty() {
+                futures::future::join_all(probes).await;
+                self.probed.send_modify(|n| *n = n.wrapping_add(1));
+            }
+            self.pause(pause, undiscovered).await;
+            pause = (pause * 2).min(PROBE_INTERVAL);
         }
     }
 
+    /// Sleeps `period` after a probe, cut to [`ON_DEMAND_PROBE_GAP`] while a
+    /// request waits for an issuer this loop has `undiscovered`.
+    async fn pause(&self, period: Duration, undiscovered: impl Fn() -> bool) {
+        let from = tokio::time::Instant::now();
+        loop {
+            // Registered before the check, so a waiter arriving in between
+            // still wakes us.
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let waited_for = self.probed.receiver_count() > 0 && undiscovered();
+            let gap = if waited_for {
+                period.min(ON_DEMAND_PROBE_GAP)
+            } else {
+                period
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(from + gap) => return,
+                _ = woken => {}
+            }
+        }
+    }
+
+    /// Waits up to [`DISCOVERY_WAIT`] for `issuer`'s discovery, waking the
+    /// probe loop; true once discovered. No lock is held while waiting, and
+    /// no request probes itself: every waiter watches the same probes.
+    async fn await_discovery(&self, issuer: &Issuer) -> bool {
+        if issuer.discovered() {
+            return true;
+        }
+        let mut probed = self.probed.subscribe();
+        self.wake.notify_waiters();
+        let discovered = async {
+            while !issuer.discovered() {
+                if probed.changed().await.is_err() {
+                    // Only when the provider is dropped; the timeout ends it.
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DISCOVERY_WAIT, discovered).await;
+        issuer.discovered()
+    }
+
+    /// The provider's endpoints, waiting up to [`DISCOVERY_WAIT`] for a
+    /// discovery still to come. Front ends call it before a step that needs
+    /// them (the login redirect, the IdP's end-session URL); `None` means
+    /// answer 503.
+    pub async fn discovered(&self) -> Option<Arc<Metadata>> {
+        self.await_discovery(&self.primary).await;
+        self.metadata()
+    }
+
     /// The IdP authorization URL of one login flow (state, nonce and, with a
-    /// PKCE verifier, its S256 challenge). [`OidcError::NotReady`] before
-    /// discovery. Called by the login redirect on every front end; no I/O.
+    /// PKCE verifier, its S256 challenge; `prompt` and the configured extras).
+    /// [`OidcError::NotReady`] before discovery: the front end awaits
+    /// [`Provider::discovered`] first. Called by the login redirect on every
+    /// front end; no I/O.
     pub fn authorization_url(
         &self,
         redirect_uri: &str,
-        state: &str,
-        nonce: &str,
-        pkce_verifier: Option<&str>,
+        flow: &client::AuthFlow<'_>,
     ) -> Result<Url, OidcError> {
         let md = self.metadata().ok_or(OidcError::NotReady)?;
         let client = client::build(&self.cfg, &md)?;
-        client::authorization_url(
-            &client,
-            &self.cfg.scopes,
-            redirect_uri,
-            state,
-            nonce,
-            pkce_verifier,
-        )
+        client::authorization_url(&client, &self.cfg, redirect_uri, flow)
     }
 
     /// Redeems an authorization code and verifies the ID token it yields
@@ -331,7 +426,7 @@ impl Provider {
         pkce_verifier: Option<&str>,
         nonce: &str,
     ) -> Result<Login, OidcError> {
-        let md = self.metadata().ok_or(OidcError::NotReady)?;
+        let md = self.discovered().await.ok_or(OidcError::NotReady)?;
         let client = client::build(&self.cfg, &md)?;
         let res = self.observe(
             client::exchange_code(&client, &self.http, code, redirect_uri, pkce_verifier).await,
@@ -349,7 +444,7 @@ impl Provider {
 
     /// Redeems a refresh token. `invalid_grant` means the session is over.
     pub async fn refresh(&self, refresh_token: &str) -> Result<Login, OidcError> {
-        let md = self.metadata().ok_or(OidcError::NotReady)?;
+        let md = self.discovered().await.ok_or(OidcError::NotReady)?;
         let client = client::build(&self.cfg, &md)?;
         let res =
             self.observe(client::exchange_refresh(&client, &self.http, refresh_token).await)?;
@@ -435,15 +530,23 @@ impl Provider {
     /// `extra_jwt_issuers` entry.
     pub async fn verify_bearer(&self, token: &str) -> Result<Identity, OidcError> {
         let iss = verify::peek_issuer(token)?;
-        let (issuer, http) = if iss == self.primary.expected_iss() {
+        // Before discovery an issuer's exact `iss` is not known yet (a
+        // trailing `/` or not): pick it loosely, wait for its discovery, and
+        // let verification compare `iss` exactly.
+        let loose =
+            |i: &Issuer| i.expected_iss().trim_end_matches('/') == iss.trim_end_matches('/');
+        let (issuer, http) = if loose(&self.primary) {
             (&self.primary, &self.http)
         } else {
             self.extra
                 .iter()
-                .find(|(i, _)| i.expected_iss() == iss)
+                .find(|(i, _)| loose(i))
                 .map(|(i, h)| (i, h))
                 .ok_or_else(|| OidcError::Token("untrusted issuer".into()))?
         };
+        if !self.await_discovery(issuer).await {
+            return Err(OidcError::NotReady);
+        }
         let claims = verify::verify(issuer, http, token, verify::Kind::Bearer).await?;
         if claims::email_unverified(&claims) && !self.cfg.allow_unverified_email {
             return Err(OidcError::Token("email address is not verified".into()));
@@ -453,6 +556,9 @@ impl Provider {
 
     /// Verifies an OIDC Back-Channel Logout 1.0 logout token (section 2.6).
     pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutTarget, OidcError> {
+        if !self.await_discovery(&self.primary).await {
+            return Err(OidcError::NotReady);
+        }
         let claims = verify::verify(&self.primary, &self.http, token, verify::Kind::Logout).await?;
         let event = claims
             .get("events")

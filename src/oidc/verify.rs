@@ -7,6 +7,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 use super::http::IdpHttp;
+use super::jwks::Refetch;
 use super::{Issuer, OidcError};
 
 /// Leeway for `exp`, `nbf` and `iat` against clock skew with the IdP.
@@ -42,7 +43,17 @@ pub async fn verify(
         ));
     }
     let jwks = issuer.jwks.load_full().ok_or(OidcError::NotReady)?;
-    let key = jwks.key(header.kid.as_deref(), header.alg, http).await?;
+    // Both kinds reach authgate from a client (the logout endpoint is as
+    // public as any other path): their `kid` may be forged, so an unknown one
+    // refetches only as the rate limit allows.
+    let key = jwks
+        .key(
+            header.kid.as_deref(),
+            header.alg,
+            http,
+            Refetch::RateLimited,
+        )
+        .await?;
     let mut v = Validation::new(key.alg);
     v.leeway = LEEWAY_SECS;
     v.validate_nbf = true;

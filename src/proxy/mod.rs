@@ -2,6 +2,7 @@
 //! `request_filter`, answers itself when the decision is a reply, and
 //! otherwise forwards with the client's identity headers replaced by ours.
 
+mod head_deadline;
 mod upstream;
 
 use std::net::IpAddr;
@@ -21,6 +22,7 @@ use crate::authz::{
 };
 use crate::endpoints::pages;
 use crate::gate::Gate;
+pub use head_deadline::{HeadDeadline, HEAD_TIMEOUT};
 pub use upstream::Upstreams;
 
 /// `/oauth2/backchannel_logout` bodies are a form with one JWT: 64 KiB.

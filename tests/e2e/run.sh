@@ -13,6 +13,7 @@ command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 [ -x /usr/sbin/nginx ] || need+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_http_echo_module.so ] || need+=(libnginx-mod-http-echo)
+[ -x /usr/bin/caddy ] || need+=(caddy)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 [ -x /usr/bin/chromium ] || need+=(chromium)
@@ -23,7 +24,7 @@ if [ "${#need[@]}" -gt 0 ]; then
     exit 1
   fi
   echo "e2e: installing ${need[*]}"
-  # Keep package scripts from starting system services (nginx on :80, redis on :6379).
+  # Keep package scripts from starting system services (nginx on :80, redis on :6379, caddy on :80).
   added_policy=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d

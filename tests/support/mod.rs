@@ -25,6 +25,11 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_authgate");
+/// The binary the harness runs: [`BIN`], or the file named by
+/// `AUTHGATE_TEST_BIN` (to watch a new test fail against an older build).
+pub fn bin() -> String {
+    std::env::var("AUTHGATE_TEST_BIN").unwrap_or_else(|_| BIN.to_owned())
+}
 /// Client credentials the in-process IdP registers for authgate.
 pub const CLIENT_ID: &str = "authgate";
 pub const CLIENT_SECRET: &str = "integration-client-secret";
@@ -149,6 +154,29 @@ impl TestServer {
         Self::start_on(listener, handler)
     }
 
+    /// The demo IdP on its own port, announcing `issuer_port` as its
+    /// issuer: for a test that puts its own front (e.g. one injecting
+    /// faults) on `issuer_port` and relays to this one.
+    pub async fn idp_behind(issuer_port: u16) -> TestServer {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let issuer = url::Url::parse(&format!("http://127.0.0.1:{issuer_port}")).unwrap();
+        let key = {
+            use rsa::pkcs8::DecodePrivateKey as _;
+            rsa::RsaPrivateKey::from_pkcs8_pem(TEST_KEY_PEM).unwrap()
+        };
+        let idp = DemoIdp::new_with_key(
+            issuer,
+            vec![DemoClient {
+                client_id: CLIENT_ID.into(),
+                client_secret: CLIENT_SECRET.into(),
+                redirect_uris: vec![],
+            }],
+            key,
+        )
+        .unwrap();
+        Self::start_on(listener, idp.handler())
+    }
+
     /// The embedded development IdP (`authgate::demo::idp::DemoIdp`) with
     /// users alice/alice (admins, devs) and bob/bob (users), registering
     /// [`CLIENT_ID`] for any loopback redirect URI.
@@ -170,6 +198,30 @@ impl TestServer {
             key,
         )
         .unwrap();
+        Self::start_on(listener, idp.handler())
+    }
+}
+
+/// The demo IdP of [`TestServer::idp`] for an issuer on `port`, not yet
+/// served: a test keeps a clone (to rotate its key) and serves it with
+/// [`TestServer::serve_idp`], e.g. only after authgate started.
+pub fn demo_idp(port: u16) -> DemoIdp {
+    let issuer = url::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+    let key = {
+        use rsa::pkcs8::DecodePrivateKey as _;
+        rsa::RsaPrivateKey::from_pkcs8_pem(TEST_KEY_PEM).unwrap()
+    };
+    let client = DemoClient {
+        client_id: CLIENT_ID.into(),
+        client_secret: CLIENT_SECRET.into(),
+        redirect_uris: vec![],
+    };
+    DemoIdp::new_with_key(issuer, vec![client], key).unwrap()
+}
+
+impl TestServer {
+    /// Serves `idp` (see [`demo_idp`]) on `listener`.
+    pub fn serve_idp(listener: TcpListener, idp: &DemoIdp) -> TestServer {
         Self::start_on(listener, idp.handler())
     }
 }
@@ -286,6 +338,28 @@ impl Authgate {
         gate
     }
 
+    /// Waits until `/ping` answers 200: the listener is up, nothing more.
+    pub async fn wait_ping(&mut self) {
+        let client = client();
+        let url = self.url("/ping");
+        let end = Instant::now() + READY_DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "authgate exited early ({status}); stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            if let Ok(r) = client.get(&url).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < end, "authgate never answered /ping");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// `authgate demo --port P` (its own IdP and echo upstream), waiting for `/ready`.
     pub async fn demo() -> Authgate {
         let dir = tempfile::tempdir().unwrap();
@@ -296,10 +370,31 @@ impl Authgate {
         gate
     }
 
+    /// `authgate run --config <generated file>` without waiting for
+    /// `/ready` (for a test whose IdP is not answering yet).
+    pub fn start(cfg: &GateConfig) -> Authgate {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("authgate.yaml");
+        std::fs::write(&path, cfg.yaml()).unwrap();
+        let args: Vec<String> = vec!["run".into(), "--config".into(), path_str(&path)];
+        Self::spawn(dir, &args, cfg.port, cfg.metrics_port)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Everything the process wrote so far, stdout then stderr.
+    pub fn output(&self) -> String {
+        let out = std::fs::read_to_string(self.dir.path().join("stdout")).unwrap_or_default();
+        format!("{out}{}", self.stderr())
+    }
+
     fn spawn(dir: tempfile::TempDir, args: &[String], port: u16, metrics_port: u16) -> Authgate {
         let out = std::fs::File::create(dir.path().join("stdout")).unwrap();
         let err = std::fs::File::create(dir.path().join("stderr")).unwrap();
-        let child = Command::new(BIN)
+        let child = Command::new(bin())
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -328,10 +423,14 @@ impl Authgate {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
     }
 
+    /// Waits for `/ready` to answer 200, then for the metrics to have
+    /// counted every probe answered (Pingora counts in its logging phase,
+    /// after the answer), so a test's first metrics snapshot is stable.
     async fn wait_ready(&mut self) {
         let client = client();
         let url = self.url("/ready");
         let end = Instant::now() + READY_DEADLINE;
+        let mut answered = 0.0;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!(
@@ -340,7 +439,17 @@ impl Authgate {
                 );
             }
             if let Ok(r) = client.get(&url).send().await {
+                answered += 1.0;
                 if r.status() == 200 {
+                    if self.metrics_port != 0 {
+                        let probes =
+                            r#"authgate_requests_total{decision="skipped",listener="proxy"}"#;
+                        eventually(READY_DEADLINE, "probes counted", || async {
+                            let m = self.metrics().await;
+                            (metric(&m, probes).unwrap_or(0.0) >= answered).then_some(())
+                        })
+                        .await;
+                    }
                     return;
                 }
             }

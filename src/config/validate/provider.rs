@@ -72,6 +72,7 @@ impl Validator {
         };
 
         let audiences = self.text_list("provider.audiences", &p.audiences, false);
+        let extra_auth_params = self.extra_auth_params(&p.extra_auth_params);
         let claims = Claims {
             user: self.claim_path("provider.claims.user", &p.claims.user),
             email: self.claim_path("provider.claims.email", &p.claims.email),
@@ -93,10 +94,52 @@ impl Validator {
             end_session_endpoint: end_session?,
             pkce: p.pkce,
             audiences: audiences?,
+            extra_auth_params,
             claims,
             allow_unverified_email: p.allow_unverified_email,
             ca_file: ca_file?,
         })
+    }
+
+    /// `provider.extra_auth_params`: names are RFC 6749 parameter names
+    /// other than those authgate sets for the flow itself (state, nonce,
+    /// PKCE, redirect_uri, ...); values are free text without control
+    /// characters. Problems are reported per name.
+    fn extra_auth_params(
+        &mut self,
+        params: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<(String, String)> {
+        const OWN: [&str; 8] = [
+            "response_type",
+            "client_id",
+            "redirect_uri",
+            "scope",
+            "state",
+            "nonce",
+            "code_challenge",
+            "code_challenge_method",
+        ];
+        let mut out = Vec::with_capacity(params.len());
+        for (name, value) in params {
+            let key = format!("provider.extra_auth_params.{name}");
+            let name_ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+            if !name_ok {
+                self.problem(
+                    key,
+                    "must be a parameter name of letters, digits, -, ., _ or ~",
+                );
+            } else if OWN.contains(&name.as_str()) {
+                self.problem(key, "is set by authgate itself for every login flow");
+            } else if value.chars().any(char::is_control) {
+                self.problem(key, "must not contain control characters");
+            } else {
+                out.push((name.clone(), value.clone()));
+            }
+        }
+        out
     }
 
     fn claim_path(&mut self, key: &str, text: &str) -> ClaimPath {

@@ -29,8 +29,7 @@ impl DemoIdp {
             v.validate_aud = false;
             v.validate_exp = false;
             v.set_required_spec_claims(&["iss", "aud"]);
-            let Ok(data) = jsonwebtoken::decode::<Value>(hint, &self.inner.signer.decoding, &v)
-            else {
+            let Ok(data) = self.inner.signer.decode(hint, &v) else {
                 return bad_request_page("The id_token_hint is not valid.");
             };
             let aud = data

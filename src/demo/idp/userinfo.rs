@@ -44,7 +44,7 @@ impl DemoIdp {
         v.validate_aud = false;
         v.leeway = 0;
         v.set_required_spec_claims(&["exp", "iss", "sub"]);
-        let data = jsonwebtoken::decode::<Value>(token, &self.inner.signer.decoding, &v).ok()?;
+        let data = self.inner.signer.decode(token, &v).ok()?;
         if data.header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
             return None;
         }

@@ -99,4 +99,55 @@ function parseEcho(text) {
   };
 }
 
-module.exports = { startNginx, parseEcho };
+/**
+ * Starts nginx on a free 127.0.0.1 port with the test's own `server { }`
+ * body (`body(port)` returns it: e.g. an `auth_request` front, as in
+ * forward_auth.test.js); resolves once `GET /__nginx_ready` (answered before
+ * the body's locations) answers.
+ * @returns {Promise<{url, port, dir, proc, conf, stop()}>}
+ */
+async function startNginxServer(body) {
+  const dir = tmpDir('nginx-front');
+  const port = await freePort();
+  for (const d of ['logs', 'tmp/body', 'tmp/proxy', 'tmp/fastcgi', 'tmp/uwsgi', 'tmp/scgi']) {
+    fs.mkdirSync(path.join(dir, d), { recursive: true });
+  }
+  const conf = `
+daemon off;
+master_process off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/logs/error.log warn;
+events { worker_connections 256; }
+http {
+  access_log ${dir}/logs/access.log;
+  client_body_temp_path ${dir}/tmp/body;
+  proxy_temp_path ${dir}/tmp/proxy;
+  fastcgi_temp_path ${dir}/tmp/fastcgi;
+  uwsgi_temp_path ${dir}/tmp/uwsgi;
+  scgi_temp_path ${dir}/tmp/scgi;
+  server {
+    listen 127.0.0.1:${port};
+    server_name _;
+    location = /__nginx_ready { return 200 "ready"; }
+${body(port)}
+  }
+}
+`;
+  const confPath = path.join(dir, 'nginx.conf');
+  fs.writeFileSync(confPath, conf);
+  const proc = start(NGINX, ['-p', dir, '-e', path.join(dir, 'logs', 'error.log'), '-c', confPath], { logFile: path.join(dir, 'stdout.log') });
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitFor(async () => {
+      if (!proc.isAlive()) throw new Error(`nginx exited: ${proc.output()} ${readLog(dir)}`);
+      return (await request(`${url}/__nginx_ready`)).status === 200;
+    }, { timeoutMs: 10000, what: 'nginx to answer' });
+  } catch (err) {
+    await proc.stop('SIGKILL');
+    throw new Error(`${err.message}\n--- nginx.conf ---\n${conf}`);
+  }
+  return { url, port, dir, proc, conf, stop: () => proc.stop('SIGTERM') };
+}
+
+module.exports = { startNginx, startNginxServer, parseEcho };
