@@ -102,23 +102,29 @@ impl CookieRewrite {
     /// Each `Cookie` line of `seen` without the cookies named after `name`
     /// (the session, its chunks, the login-flow cookies).
     fn new(seen: &HeaderMap, name: &str) -> Self {
-        let lines = seen.get_all(http::header::COOKIE);
-        let edits: Vec<CookieEdit> = lines
-            .iter()
-            .map(|line| strip_own_cookie_lines(std::iter::once(line), name))
-            .collect();
-        if edits.iter().all(|e| matches!(e, CookieEdit::Keep)) {
-            return CookieRewrite::Keep;
+        // One pass; nothing is allocated while every line is kept (most
+        // requests): the list starts at the first line that changes.
+        let mut kept: Option<Vec<HeaderValue>> = None;
+        for (i, line) in seen.get_all(http::header::COOKIE).iter().enumerate() {
+            let edit = strip_own_cookie_lines(std::iter::once(line), name);
+            if kept.is_none() {
+                if matches!(edit, CookieEdit::Keep) {
+                    continue;
+                }
+                let before = seen.get_all(http::header::COOKIE).iter().take(i).cloned();
+                kept = Some(before.collect());
+            }
+            if let Some(kept) = kept.as_mut() {
+                match edit {
+                    CookieEdit::Keep => kept.push(line.clone()),
+                    CookieEdit::Replace(v) => kept.push(v),
+                    CookieEdit::Remove => {}
+                }
+            }
         }
-        let kept = lines
-            .iter()
-            .zip(edits)
-            .filter_map(|(line, edit)| match edit {
-                CookieEdit::Keep => Some(line.clone()),
-                CookieEdit::Replace(v) => Some(v),
-                CookieEdit::Remove => None,
-            })
-            .collect();
+        let Some(kept) = kept else {
+            return CookieRewrite::Keep;
+        };
         CookieRewrite::Lines(kept)
     }
 
