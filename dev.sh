@@ -2,7 +2,7 @@
 # authgate developer entry point.
 #
 #   ./dev.sh demo [--port 4180]   build, then run `authgate demo` (proxy + dev IdP + echo upstream)
-#   ./dev.sh test                 build, then run every test: unit, integration, end-to-end, k8s
+#   ./dev.sh test                 build, then run every test: unit, integration, end-to-end, k8s, fuzz
 #   ./dev.sh deps                 only install what building needs
 #
 # On a fresh Debian machine with just the Rust toolchain this installs what is
@@ -38,6 +38,10 @@ test_deps() {
   local need=()
   command -v python3 >/dev/null 2>&1 || need+=(python3)
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+  # Real Redis topologies for tests/redis_sentinel.rs, redis_cluster.rs, replicas.rs.
+  command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+  command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
+  command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
   apt_install "${need[@]}"
 }
 
@@ -72,6 +76,8 @@ case "$cmd" in
       --istio-crds ../shared/k8s-schemas/istio-crd-all.gen.yaml
     echo "== end-to-end suite (oidc-provider, nginx, Redis, Chromium)"
     AUTHGATE_BIN=target/release/authgate tests/e2e/run.sh
+    echo "== fuzzing (cargo-fuzz, each target ${AUTHGATE_FUZZ_SECONDS:-30}s on its seed corpus)"
+    fuzz/run.sh "${AUTHGATE_FUZZ_SECONDS:-30}"
     echo "== all suites passed in $(( $(date +%s) - started ))s"
     ;;
   *)

@@ -46,6 +46,7 @@ fn session() -> Session {
         refresh_token: Some(token.into()),
         refreshed_at: unix_now(),
         expires_at: unix_now() + 3600,
+        claims: None,
     }
 }
 

@@ -36,10 +36,26 @@ fn main() -> anyhow::Result<()> {
         refresh_token: Some(token.into()),
         refreshed_at: unix_now(),
         expires_at: unix_now() + 3600,
+        claims: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // With `session: redis` the session is written to Redis: connect first
+    // (the upkeep task does so in `authgate run`), 10 s at most.
+    if let Some(redis) = gate.store.redis() {
+        rt.block_on(async {
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            tokio::select! {
+                _ = redis.maintain() => {}
+                _ = async {
+                    while !redis.is_up() && std::time::Instant::now() < end {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                } => {}
+            }
+        });
+    }
     let empty = http::HeaderMap::new();
     let set = rt.block_on(gate.store.save(
         &session,

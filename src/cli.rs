@@ -46,6 +46,28 @@ pub enum Command {
     },
     /// Print a fresh 32-byte cookie secret (base64url).
     Secret,
+    /// Per-route policies (`policies` in the config).
+    Policy {
+        /// What to do with them.
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Print an authgate config for an oauth2-proxy deployment (stdout) and
+    /// what was not carried over (stderr); exit 0 when a config was written.
+    Migrate {
+        /// The oauth2-proxy Helm chart's values file.
+        #[arg(long)]
+        helm_values: Option<PathBuf>,
+        /// oauth2-proxy's TOML config file (its `--config`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// oauth2-proxy's alpha config (its `--alpha-config`).
+        #[arg(long)]
+        alpha_config: Option<PathBuf>,
+        /// oauth2-proxy flags, after `--` (`OAUTH2_PROXY_*` variables are read too).
+        #[arg(last = true)]
+        flags: Vec<String>,
+    },
     /// Run a self-contained demo on 127.0.0.1: proxy, development IdP and echo upstream.
     #[cfg_attr(
         not(feature = "demo"),
@@ -55,5 +77,25 @@ pub enum Command {
         /// The proxy's port on 127.0.0.1 (the IdP and the upstream get free ports).
         #[arg(long, default_value_t = 4180)]
         port: u16,
+    },
+}
+
+/// `authgate policy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print, for one request and a set of claims, each policy in order
+    /// (matched?, each condition's result) and the decision; exit 0
+    /// allowed, 1 forbidden, 2 bad input. Never contacts the IdP.
+    Explain {
+        /// The YAML configuration file.
+        #[arg(long, env = "AUTHGATE_CONFIG")]
+        config: PathBuf,
+        /// A JSON object: the ID token's (or bearer token's) claims.
+        #[arg(long)]
+        claims: PathBuf,
+        /// The request's method (GET, POST, ...).
+        method: String,
+        /// The request's absolute URL (https://host/path?query).
+        url: String,
     },
 }

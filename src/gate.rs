@@ -13,6 +13,7 @@ use crate::authz::headers::IdentityHeaders;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::oidc::{OidcError, Provider};
+use crate::proxy::Upstreams;
 use crate::session::codec::SessionCodec;
 use crate::session::redis::RedisError;
 use crate::session::store::SessionStore;
@@ -84,41 +85,98 @@ pub struct Gate {
     pub metrics: Metrics,
     /// The identity header policy.
     pub headers: IdentityHeaders,
+    /// Signs the identity assertion (`assertion`), when on; built from
+    /// this configuration, so a reload re-reads the key.
+    pub assertion: Option<crate::authz::assertion::Signer>,
+    /// The proxy's routes and their upstream addresses (held here so one
+    /// swap changes rules and routes together).
+    pub upstreams: Upstreams,
+    // The state below is shared by every generation of the gate: a reload
+    // keeps pending logins, used states, in-flight refreshes and draining.
     /// Callback `state`s already redeemed, until their flow would expire.
-    used_states: Mutex<UsedStates>,
+    used_states: Arc<Mutex<UsedStates>>,
     /// Long post-login targets of pending flows, and where spent flows landed.
-    pub(crate) pending: crate::endpoints::pending::PendingTargets,
+    pub(crate) pending: Arc<crate::endpoints::pending::PendingTargets>,
     /// In-flight refreshes by refresh token: one IdP call per session.
     /// Finished ones are kept for [`REFRESH_REUSE`] so requests still
     /// carrying the old cookie reuse the result instead of replaying a
     /// rotated refresh token.
-    refreshes: Mutex<HashMap<String, (Instant, SharedRefresh)>>,
-    draining: AtomicBool,
+    refreshes: Arc<Mutex<HashMap<String, (Instant, SharedRefresh)>>>,
+    draining: Arc<AtomicBool>,
 }
 
 impl Gate {
     /// Builds the gate for `cfg`. No network I/O: discovery and Redis
     /// connections happen in the background upkeep.
     pub fn new(cfg: Arc<Config>, metrics: Metrics) -> Result<Arc<Self>, GateError> {
-        let provider = Arc::new(Provider::new(
-            &cfg.provider,
-            &cfg.authorization.extra_jwt_issuers,
-            metrics.clone(),
-        )?);
-        let codec = Arc::new(SessionCodec::new(cfg.cookie.secret.expose()));
-        let store = Arc::new(SessionStore::new(&cfg, codec.clone(), metrics.clone())?);
-        Ok(Arc::new(Gate {
-            headers: IdentityHeaders::new(&cfg.headers),
+        Self::assemble(cfg, metrics, None).map(Arc::new)
+    }
+
+    /// The gate for a reloaded `cfg`, keeping this one's state: the session
+    /// store's Redis connection, pending logins, used states, in-flight
+    /// refreshes, resolved upstream addresses, and the provider (its
+    /// discovery and JWKS) when the provider settings are unchanged. The
+    /// caller has already kept the settings that need a restart.
+    ///
+    /// # Errors
+    /// As [`Gate::new`] (a changed provider whose CA file cannot be read).
+    pub fn reloaded(&self, cfg: Arc<Config>) -> Result<Gate, GateError> {
+        Self::assemble(cfg, self.metrics.clone(), Some(self))
+    }
+
+    /// Whether `self` and `other` talk to the IdP the same way (then a
+    /// reload keeps the discovered provider).
+    pub fn same_provider(&self, other: &Config) -> bool {
+        self.cfg.provider == other.provider
+            && self.cfg.authorization.extra_jwt_issuers == other.authorization.extra_jwt_issuers
+    }
+
+    fn assemble(
+        cfg: Arc<Config>,
+        metrics: Metrics,
+        prev: Option<&Gate>,
+    ) -> Result<Gate, GateError> {
+        let provider = match prev {
+            Some(p) if p.same_provider(&cfg) => p.provider.clone(),
+            _ => Arc::new(Provider::new(
+                &cfg.provider,
+                &cfg.authorization.extra_jwt_issuers,
+                metrics.clone(),
+            )?),
+        };
+        let previous: Vec<&[u8]> = cfg
+            .cookie
+            .previous_secrets
+            .iter()
+            .map(|s| s.expose().as_slice())
+            .collect();
+        let codec = Arc::new(SessionCodec::with_previous(
+            cfg.cookie.secret.expose(),
+            &previous,
+        ));
+        let store = match prev {
+            Some(p) => Arc::new(p.store.reconfigured(&cfg, codec.clone())),
+            None => Arc::new(SessionStore::new(&cfg, codec.clone(), metrics.clone())?),
+        };
+        let upstreams = Upstreams::new(&cfg.upstreams, prev.map(|p| &p.upstreams));
+        Ok(Gate {
+            headers: IdentityHeaders::new(&cfg.headers)
+                .with_assertion(cfg.assertion.as_ref().map(|a| &a.header)),
+            assertion: cfg
+                .assertion
+                .as_ref()
+                .map(crate::authz::assertion::Signer::new),
+            upstreams,
             cfg,
             provider,
             store,
             codec,
             metrics,
-            used_states: Mutex::new(UsedStates::default()),
-            pending: Default::default(),
-            refreshes: Mutex::new(HashMap::new()),
-            draining: AtomicBool::new(false),
-        }))
+            used_states: prev.map_or_else(Default::default, |p| p.used_states.clone()),
+            pending: prev.map_or_else(Default::default, |p| p.pending.clone()),
+            refreshes: prev.map_or_else(Default::default, |p| p.refreshes.clone()),
+            draining: prev.map_or_else(Default::default, |p| p.draining.clone()),
+        })
     }
 
     /// `/ready`: the provider discovered with keys, Redis answering (when
@@ -166,25 +224,39 @@ impl Gate {
                 f.clone()
             } else {
                 let provider = self.provider.clone();
+                let keep_claims = self.cfg.policies.need_claims;
+                let store = self.store.clone();
                 let old = session.clone();
                 let token = rt.clone();
                 let f = async move {
-                    let login = provider.refresh(&token).await.map_err(Arc::new)?;
-                    let now = crate::clock::unix_now();
-                    Ok(Arc::new(Session {
-                        identity: login.identity,
-                        sub: if login.sub.is_empty() {
-                            old.sub
-                        } else {
-                            login.sub
-                        },
-                        sid: login.sid.or(old.sid),
-                        id_token: login.id_token.or(old.id_token),
-                        access_token: login.access_token.or(old.access_token),
-                        refresh_token: login.refresh_token,
-                        refreshed_at: now,
-                        expires_at: old.expires_at,
-                    }))
+                    // One grant across every replica sharing the store, too.
+                    let prev = old.clone();
+                    let redeem = async move {
+                        let old = prev;
+                        let login = provider.refresh(&token).await?;
+                        let now = crate::clock::unix_now();
+                        Ok(Session {
+                            identity: login.identity,
+                            sub: if login.sub.is_empty() {
+                                old.sub
+                            } else {
+                                login.sub
+                            },
+                            sid: login.sid.or(old.sid),
+                            id_token: login.id_token.or(old.id_token),
+                            access_token: login.access_token.or(old.access_token),
+                            refresh_token: login.refresh_token,
+                            refreshed_at: now,
+                            claims: crate::authz::policy::session_claims(keep_claims, login.claims)
+                                .or(old.claims),
+                            expires_at: old.expires_at,
+                        })
+                    };
+                    store
+                        .refresh_single_flight(&old, redeem)
+                        .await
+                        .map(Arc::new)
+                        .map_err(Arc::new)
                 }
                 .boxed()
                 .shared();

@@ -13,11 +13,14 @@
 //!   normalised path, [`authz::Endpoint`]), the decision (`Gate::decide`)
 //!   and what an allow does upstream ([`authz::UpstreamEdits`]).
 //! - [`endpoints`]: authgate's own `/oauth2/*`, `/ping`, `/ready` answers.
-//! - [`gate`]: the shared state the decision runs on.
+//! - [`gate`]: the shared state the decision runs on; [`reload`]: the one
+//!   handle every front end reads it through, swapped on `SIGHUP`.
 //! - Front ends: [`proxy`] (Pingora `ProxyHttp`), [`extauthz`] (Envoy HTTP
 //!   and gRPC). Each converts its wire request for `admit`, asks `decide`,
 //!   and applies or renders the answer; none imports another.
-//! - [`server`], [`metrics`], [`telemetry`], [`cli`]: the process.
+//! - [`server`], [`metrics`], [`telemetry`], [`access_log`], [`cli`]: the process.
+//! - [`migrate`]: `authgate migrate`, an oauth2-proxy configuration into an authgate one;
+//!   [`policy_explain`]: `authgate policy explain`.
 //! - `demo` (Cargo feature, on by default, off in the container image): the
 //!   development IdP, the echo upstream and the one test HTTP server.
 
@@ -27,6 +30,7 @@
 // Nothing a request can reach may panic on a `None` or an `Err`.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod access_log;
 pub mod authz;
 pub mod cli;
 pub mod clock;
@@ -38,8 +42,11 @@ pub mod endpoints;
 pub mod extauthz;
 pub mod gate;
 pub mod metrics;
+pub mod migrate;
 pub mod oidc;
+pub mod policy_explain;
 pub mod proxy;
+pub mod reload;
 pub mod server;
 pub mod session;
 pub mod telemetry;

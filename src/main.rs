@@ -29,7 +29,12 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => match authgate::config::load(&config) {
-            Ok(cfg) => match authgate::server::run(cfg) {
+            Ok(cfg) => match authgate::server::run(
+                cfg,
+                &authgate::server::RunOptions {
+                    config_path: Some(config.clone()),
+                },
+            ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("authgate: {e:#}");
@@ -44,6 +49,59 @@ fn main() -> ExitCode {
             }
         },
         Command::Demo { port } => demo(port),
+        Command::Policy {
+            command:
+                authgate::cli::PolicyCommand::Explain {
+                    config,
+                    claims,
+                    method,
+                    url,
+                },
+        } => {
+            let mut out = std::io::stdout();
+            match authgate::policy_explain::run(&config, &claims, &method, &url, &mut out) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("authgate policy explain: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Migrate {
+            helm_values,
+            config,
+            alpha_config,
+            flags,
+        } => migrate(authgate::migrate::Request {
+            helm_values,
+            config,
+            alpha_config,
+            flags,
+            env: std::env::vars().collect(),
+        }),
+    }
+}
+
+/// `authgate migrate`: the config on stdout, the report on stderr.
+fn migrate(request: authgate::migrate::Request) -> ExitCode {
+    match authgate::migrate::run(&request) {
+        Ok(outcome) => {
+            for line in &outcome.lines {
+                eprintln!("{line}");
+            }
+            match outcome.config {
+                Some(config) => {
+                    print!("{config}");
+                    ExitCode::SUCCESS
+                }
+                None => ExitCode::FAILURE,
+            }
+        }
+        Err(e) => {
+            eprintln!("authgate migrate: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -23,6 +23,7 @@ pub struct Metrics {
     sessions: IntCounterVec,
     upstream_errors: IntCounter,
     dependency_up: IntGaugeVec,
+    policy_decisions: IntCounterVec,
     /// Per-request children resolved once: `with_label_values` hashes the
     /// labels and takes a lock on every call. Request counters are created
     /// on first use (not at start-up) so `/metrics` shows the same series.
@@ -180,6 +181,14 @@ impl Metrics {
         registry.register(Box::new(sessions.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(dependency_up.clone()))?;
+        let policy_decisions = IntCounterVec::new(
+            Opts::new(
+                "authgate_policy_decisions_total",
+                "Requests a policy decided, by policy name and result (allowed, forbidden).",
+            ),
+            &["policy", "result"],
+        )?;
+        registry.register(Box::new(policy_decisions.clone()))?;
         // Families without observations are not rendered; touch the label
         // sets users alert on so dashboards see zeros, not gaps.
         let durations = LISTENERS.map(|l| duration.with_label_values(&[l.as_str()]));
@@ -198,6 +207,7 @@ impl Metrics {
             sessions,
             upstream_errors,
             dependency_up,
+            policy_decisions,
             request_children: Arc::new(RequestChildren {
                 counters: Default::default(),
                 durations,
@@ -236,11 +246,32 @@ impl Metrics {
         self.upstream_errors.inc();
     }
 
+    /// Counts one policy decision
+    /// (`authgate_policy_decisions_total{policy,result="allowed"|"forbidden"}`).
+    pub fn policy(&self, policy: &str, allowed: bool) {
+        let result = if allowed { "allowed" } else { "forbidden" };
+        self.policy_decisions
+            .with_label_values(&[policy, result])
+            .inc();
+    }
+
     /// Sets `authgate_dependency_up{dependency}` to 1 or 0.
     pub fn dependency(&self, dep: Dependency, up: bool) {
         self.dependency_up
             .with_label_values(&[dep.as_str()])
             .set(i64::from(up));
+    }
+
+    /// Registers a family owned by another module (e.g. the config
+    /// reload's counters) in this registry.
+    ///
+    /// # Errors
+    /// A family of that name is already registered (a bug).
+    pub fn register(
+        &self,
+        family: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), prometheus::Error> {
+        self.registry.register(family)
     }
 
     /// The Prometheus text exposition of every family.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode};
 
+use super::policy::{self, Selection, Subject, Target};
 use super::{browser, path, rules, Decision, Endpoint, Grant, Outcome, Reply, RequestView};
 use crate::clock::unix_now;
 use crate::config::Authorization;
@@ -45,17 +46,21 @@ impl Gate {
             return Decision::Reply(self.serve(endpoint, req).await);
         }
         let rules = &self.cfg.authorization;
-        if skips_authentication(rules, req) {
+        let Before::Authenticate(selection) = self.before_authentication(req) else {
             return Decision::Skip;
-        }
+        };
         match self.authenticate(req).await {
-            Authn::Identified(grant) => {
-                if rules::authorized(&grant.identity, rules) {
-                    Decision::Allow(grant)
-                } else {
-                    let mut reply = self.forbidden(req, &grant.identity);
-                    append_cookies(&mut reply, grant.set_cookies);
-                    Decision::Reply(reply)
+            Authn::Identified(mut grant) => {
+                crate::access_log::note_user(&grant.identity.user);
+                match self.authorize(req, &selection, &grant) {
+                    Ok(()) => {
+                        grant.assertion = self.assertion_for(&grant, req.host);
+                        Decision::Allow(grant)
+                    }
+                    Err(mut reply) => {
+                        append_cookies(&mut reply, grant.set_cookies);
+                        Decision::Reply(reply)
+                    }
                 }
             }
             Authn::Anonymous {
@@ -97,6 +102,7 @@ impl Gate {
             Endpoint::SignOut => self.sign_out(req).await,
             Endpoint::Auth => self.auth_check(req).await,
             Endpoint::Userinfo => self.userinfo(req).await,
+            Endpoint::Jwks => self.jwks(),
             // Only reachable if a front end forgot the body.
             Endpoint::BackchannelLogout => pages::text(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -115,9 +121,17 @@ impl Gate {
         let mut bearer_error = None;
         if self.cfg.authorization.bearer_tokens {
             if let Some(token) = bearer_jwt(req.headers) {
-                match self.provider.verify_bearer(token).await {
-                    Ok(identity) => {
+                match self.provider.verify_bearer_claims(token).await {
+                    Ok((identity, claims)) => {
+                        let sub = claims
+                            .get("sub")
+                            .and_then(serde_json::Value::as_str)
+                            .unwrap_or_default();
                         return Authn::Identified(Grant {
+                            sub: Arc::from(sub),
+                            claims: policy::session_claims(self.cfg.policies.need_claims, claims)
+                                .map(|c| Arc::new(c.into_inner())),
+                            assertion: None,
                             identity: Arc::new(identity),
                             id_token: self
                                 .cfg
@@ -126,7 +140,7 @@ impl Gate {
                                 .then(|| Secret::new(Arc::from(token))),
                             access_token: None,
                             set_cookies: Vec::new(),
-                        })
+                        });
                     }
                     Err(OidcError::NotReady) => return Authn::Unavailable(pages::idp_not_ready()),
                     Err(e) if e.is_unavailable() => {
@@ -160,7 +174,11 @@ impl Gate {
             }
         };
         if !session.needs_refresh(now, self.cfg.cookie.refresh) {
-            return Authn::Identified(self.grant(session, Vec::new()));
+            // Sealed with a previous cookie secret: re-sealed on this response.
+            let resealed = self
+                .store
+                .reseal_if_stale(session.expires_at, req.host, &jar);
+            return Authn::Identified(self.grant(session, resealed));
         }
         match self.refresh_once(&session).await {
             Ok(fresh) => {
@@ -217,6 +235,9 @@ impl Gate {
     fn grant(&self, session: crate::session::Session, set_cookies: Vec<HeaderValue>) -> Grant {
         let h = &self.cfg.headers;
         Grant {
+            sub: Arc::from(session.sub),
+            claims: session.claims.map(|c| Arc::new(c.into_inner())),
+            assertion: None,
             identity: Arc::new(session.identity),
             id_token: session
                 .id_token
@@ -228,6 +249,85 @@ impl Gate {
                 .map(|t| Secret::new(Arc::from(t.into_inner()))),
             set_cookies,
         }
+    }
+}
+
+/// What the rules say about a request before anyone is identified.
+pub(crate) enum Before<'g> {
+    /// `skip_auth_routes`, a preflight with `skip_preflight`, or a
+    /// `skip_auth` policy: no authentication.
+    Skip,
+    /// Authenticate; then these policies apply (besides `authorization`).
+    Authenticate(Selection<'g>),
+}
+
+impl Gate {
+    /// `skip_auth_routes` first, then the first matching policy, for the
+    /// request (or the original request a trusted forward-auth caller
+    /// reports to `/oauth2/auth`). Nothing is skipped for `/oauth2/auth`
+    /// without an original request, nor when its reporting headers
+    /// disagree. The one rule for every front end and `/oauth2/auth`.
+    pub(crate) fn before_authentication(&self, req: &RequestView<'_>) -> Before<'_> {
+        let may_skip = match &req.original {
+            Some(o) => !o.conflicting,
+            None => req.endpoint != Some(Endpoint::Auth),
+        };
+        if may_skip {
+            let view = req.original.map_or(*req, |o| o.view(req));
+            if skips_authentication(&self.cfg.authorization, &view) {
+                return Before::Skip;
+            }
+        }
+        match policy::select(&self.cfg.policies.list, &Target::of(req)) {
+            Selection::Skip(_) if may_skip => Before::Skip,
+            Selection::Skip(_) => Before::Authenticate(Selection::None),
+            s => Before::Authenticate(s),
+        }
+    }
+
+    /// Allowed = `authorization` passes and every condition of the
+    /// selected policies does; else the 403 (naming the policy that
+    /// denied). Counts `authgate_policy_decisions_total`.
+    pub(crate) fn authorize(
+        &self,
+        req: &RequestView<'_>,
+        selection: &Selection<'_>,
+        grant: &Grant,
+    ) -> Result<(), Reply> {
+        if !rules::authorized(&grant.identity, &self.cfg.authorization) {
+            return Err(self.forbidden(req, &grant.identity));
+        }
+        let Selection::Apply(list) = selection else {
+            return Ok(());
+        };
+        let who = Subject {
+            identity: &grant.identity,
+            claims: grant.claims.as_deref(),
+        };
+        let target = Target::of(req);
+        for p in list {
+            let allowed = policy::evaluate(p, who, &target).iter().all(|c| c.passed);
+            self.metrics.policy(&p.name, allowed);
+            if !allowed {
+                return Err(self.forbidden_by_policy(req, &grant.identity, &p.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// The signed identity assertion for an allowed `grant` on `host`,
+    /// when `assertion` is on (cached per identity and audience).
+    pub(crate) fn assertion_for(&self, grant: &Grant, host: &str) -> Option<HeaderValue> {
+        self.assertion.as_ref()?.assertion(grant, host, unix_now())
+    }
+
+    /// What a new session keeps of the verified claims (only what
+    /// policies need: see `policies.need_claims`).
+    pub(crate) fn session_claims(
+        &self,
+        claims: serde_json::Map<String, serde_json::Value>,
+    ) -> Option<Secret<serde_json::Map<String, serde_json::Value>>> {
+        policy::session_claims(self.cfg.policies.need_claims, claims)
     }
 }
 

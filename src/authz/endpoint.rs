@@ -33,10 +33,13 @@ pub enum Endpoint {
     /// (`listen` only). It needs the request body, so the proxy front end
     /// serves it itself through `Gate::backchannel_logout`.
     BackchannelLogout,
+    /// `GET /oauth2/jwks.json`: the public keys of the signed identity
+    /// assertion (`listen` only, no authentication).
+    Jwks,
 }
 
 /// Every endpoint, in the order paths are looked up.
-const ALL: [Endpoint; 9] = [
+const ALL: [Endpoint; 10] = [
     Endpoint::Start,
     Endpoint::SignIn,
     Endpoint::Callback,
@@ -46,6 +49,7 @@ const ALL: [Endpoint; 9] = [
     Endpoint::Auth,
     Endpoint::Userinfo,
     Endpoint::BackchannelLogout,
+    Endpoint::Jwks,
 ];
 
 impl Endpoint {
@@ -81,6 +85,7 @@ impl Endpoint {
             Endpoint::Auth => "/oauth2/auth",
             Endpoint::Userinfo => "/oauth2/userinfo",
             Endpoint::BackchannelLogout => "/oauth2/backchannel_logout",
+            Endpoint::Jwks => "/oauth2/jwks.json",
         }
     }
 
@@ -93,7 +98,8 @@ impl Endpoint {
             | Endpoint::SignIn
             | Endpoint::Auth
             | Endpoint::Userinfo
-            | Endpoint::BackchannelLogout => listener == Listener::Proxy,
+            | Endpoint::BackchannelLogout
+            | Endpoint::Jwks => listener == Listener::Proxy,
         }
     }
 
@@ -130,6 +136,7 @@ mod tests {
                 "/oauth2/auth",
                 "/oauth2/userinfo",
                 "/oauth2/backchannel_logout",
+                "/oauth2/jwks.json",
             ];
             for p in listen_only {
                 assert_eq!(

@@ -19,6 +19,8 @@ pub struct IdentityHeaders {
     protected: Vec<String>,
     /// Every name [`IdentityHeaders::values`] may set, in order.
     all: Arc<[HeaderName]>,
+    /// `assertion.header`, when the signed assertion is on.
+    assertion: Option<HeaderName>,
 }
 
 /// `X_Forwarded_User` and `x-forwarded-user` are the same header to many
@@ -72,7 +74,27 @@ impl IdentityHeaders {
             cfg: cfg.clone(),
             protected,
             all: all.into(),
+            assertion: None,
         }
+    }
+
+    /// Adds `assertion.header` (when on): protected like the identity
+    /// headers (a client-sent one, in any spelling, never reaches the
+    /// upstream) and set from [`Grant::assertion`].
+    pub fn with_assertion(mut self, name: Option<&HeaderName>) -> Self {
+        if let Some(name) = name {
+            let folded = fold(name.as_str());
+            if !self.protected.contains(&folded) {
+                self.protected.push(folded);
+            }
+            let mut all = self.all.to_vec();
+            if !all.contains(name) {
+                all.push(name.clone());
+            }
+            self.all = all.into();
+            self.assertion = Some(name.clone());
+        }
+        self
     }
 
     /// Whether a client-sent header must be removed before forwarding.
@@ -128,6 +150,9 @@ impl IdentityHeaders {
             {
                 out.push((ACCESS_TOKEN, v));
             }
+        }
+        if let (Some(name), Some(v)) = (&self.assertion, &grant.assertion) {
+            out.push((name.clone(), v.clone()));
         }
         out
     }

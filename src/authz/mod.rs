@@ -7,6 +7,7 @@
 //! an allow or skip becomes [`UpstreamEdits`] (`Gate::upstream_edits`),
 //! which the proxy applies and the ext_authz front ends render.
 
+pub mod assertion;
 pub mod browser;
 pub mod decide;
 pub mod edits;
@@ -14,6 +15,7 @@ pub mod endpoint;
 pub mod headers;
 pub mod original;
 pub mod path;
+pub mod policy;
 pub mod redirect;
 pub mod request;
 pub mod rules;
@@ -123,6 +125,13 @@ pub struct Grant {
     pub access_token: Option<Secret<Arc<str>>>,
     /// Whole `Set-Cookie` values for the client (a refreshed session).
     pub set_cookies: Vec<HeaderValue>,
+    /// The IdP's subject (`sub`); empty when unknown.
+    pub sub: Arc<str>,
+    /// The verified claims, when a policy expression reads them.
+    pub claims: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
+    /// The signed identity assertion (`assertion.header`), set by the
+    /// decision on an allow when the assertion is on.
+    pub assertion: Option<HeaderValue>,
 }
 
 /// A complete answer authgate gives instead of the upstream: a login

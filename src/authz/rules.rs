@@ -1,5 +1,5 @@
 //! Who may pass once authenticated: `authorization.email_domains`,
-//! `allowed_emails` and `allowed_groups`.
+//! `allowed_emails` and `allowed_groups` (and a policy's own lists).
 //!
 //! Semantics follow oauth2-proxy: an address passes when `email_domains`
 //! holds `*` or its domain, or when `allowed_emails` holds it; then, if
@@ -31,6 +31,13 @@ pub fn authorized(identity: &Identity, rules: &Authorization) -> bool {
 /// `provider.claims.email` to a claim it does send. Malformed addresses
 /// (no `@`, two `@`, empty local part or domain) never pass.
 pub fn email_allowed(email: &str, rules: &Authorization) -> bool {
+    email_in(email, &rules.email_domains, &rules.allowed_emails)
+}
+
+/// The address's domain is in `domains` (lower-cased; `*` = any) or the
+/// address is in `emails` (lower-cased), with [`email_allowed`]'s rules for
+/// malformed addresses. A policy's `email_domains` / `allowed_emails` use it.
+pub fn email_in(email: &str, domains: &[String], emails: &[String]) -> bool {
     let Some((local, domain)) = email.rsplit_once('@') else {
         return false;
     };
@@ -38,13 +45,10 @@ pub fn email_allowed(email: &str, rules: &Authorization) -> bool {
         return false;
     }
     let domain = lower(domain);
-    let domain_ok = rules
-        .email_domains
-        .iter()
-        .any(|d| d == "*" || *d == *domain);
+    let domain_ok = domains.iter().any(|d| d == "*" || *d == *domain);
     domain_ok || {
         let email = lower(email);
-        rules.allowed_emails.iter().any(|e| *e == *email)
+        emails.iter().any(|e| *e == *email)
     }
 }
 

@@ -22,6 +22,9 @@ pub(super) struct FileConfig {
     pub(super) redirect: RedirectFile,
     pub(super) upstreams: Vec<UpstreamFile>,
     pub(super) headers: HeadersFile,
+    pub(super) policies: Vec<PolicyFile>,
+    pub(super) assertion: AssertionFile,
+    pub(super) telemetry: TelemetryFile,
 }
 
 // === server ===
@@ -147,6 +150,8 @@ pub(super) struct CookieFile {
     pub(super) name: String,
     pub(super) secret: String,
     pub(super) secret_file: String,
+    pub(super) previous_secrets: Vec<String>,
+    pub(super) previous_secrets_file: String,
     pub(super) domains: Vec<String>,
     pub(super) path: String,
     #[serde(deserialize_with = "flex_bool")]
@@ -164,6 +169,8 @@ impl Default for CookieFile {
             name: "_oauth2_proxy".into(),
             secret: String::new(),
             secret_file: String::new(),
+            previous_secrets: Vec::new(),
+            previous_secrets_file: String::new(),
             domains: Vec::new(),
             path: "/".into(),
             secure: true,
@@ -197,12 +204,16 @@ impl Default for SessionFile {
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RedisFile {
     pub(super) url: String,
+    pub(super) sentinel_password: String,
+    pub(super) sentinel_password_file: String,
 }
 
 impl Default for RedisFile {
     fn default() -> Self {
         RedisFile {
             url: "redis://127.0.0.1:6379/0".into(),
+            sentinel_password: String::new(),
+            sentinel_password_file: String::new(),
         }
     }
 }
@@ -244,6 +255,70 @@ impl Default for AuthorizationFile {
 pub(super) struct ExtraIssuerFile {
     pub(super) issuer_url: String,
     pub(super) audience: String,
+}
+
+// === policies, assertion (issue 12) ===
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct PolicyFile {
+    pub(super) name: String,
+    pub(super) hosts: Vec<String>,
+    pub(super) paths: Vec<String>,
+    pub(super) methods: Vec<String>,
+    #[serde(deserialize_with = "flex_bool")]
+    pub(super) skip_auth: bool,
+    pub(super) allowed_groups: Vec<String>,
+    pub(super) allowed_emails: Vec<String>,
+    pub(super) email_domains: Vec<String>,
+    pub(super) expression: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct AssertionFile {
+    pub(super) header: String,
+    pub(super) signing_key_file: String,
+    pub(super) previous_public_keys_files: Vec<String>,
+    pub(super) issuer: String,
+    pub(super) audience: String,
+    pub(super) lifetime: DurationText,
+}
+
+impl Default for AssertionFile {
+    fn default() -> Self {
+        AssertionFile {
+            header: String::new(),
+            signing_key_file: String::new(),
+            previous_public_keys_files: Vec::new(),
+            issuer: String::new(),
+            audience: String::new(),
+            lifetime: DurationText("2m".into()),
+        }
+    }
+}
+
+// === telemetry ===
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct TelemetryFile {
+    #[serde(deserialize_with = "flex_bool")]
+    pub(super) access_log: bool,
+    pub(super) otlp_endpoint: String,
+    pub(super) service_name: String,
+    pub(super) sample_ratio: f64,
+}
+
+impl Default for TelemetryFile {
+    fn default() -> Self {
+        TelemetryFile {
+            access_log: false,
+            otlp_endpoint: String::new(),
+            service_name: "authgate".into(),
+            sample_ratio: 1.0,
+        }
+    }
 }
 
 // === redirect, upstreams ===

@@ -5,8 +5,9 @@
 //!
 //! Loading runs once at start-up (and for `authgate check`), in this order:
 //! parse the YAML into a tree, expand `${VAR}` in its strings, deserialize the
-//! tree into the file DTO, validate it into the model, and, last, resolve the
-//! upstream hosts (the only network I/O). Every step collects problems
+//! tree into the file DTO, and validate it into the model. There is no
+//! network I/O (no DNS: upstream host names are checked by syntax and
+//! resolved by the proxy while it runs). Every step collects problems
 //! instead of stopping, so the user sees them all at once, each named by its
 //! full key path. Nothing that passes here is parsed again later: the Redis
 //! URL, for one, becomes a typed [`RedisTopology`] that the session layer
@@ -26,7 +27,7 @@ mod tests;
 
 use std::path::Path;
 
-pub use dns::Resolver;
+pub use dns::{UpstreamAddr, UpstreamAddrError};
 pub use duration::{parse_duration, DurationError};
 pub use env::EnvLookup;
 pub use error::{ConfigError, Problem};
@@ -37,7 +38,7 @@ use validate::Validator;
 // === Entry points ===
 
 /// Loads and validates the file at `path`, reading `${VAR}`s from the process
-/// environment and resolving upstream hosts with the system resolver.
+/// environment. No network call.
 ///
 /// # Errors
 /// Every problem found, each under its dotted key (`cookie.secret: …`); an
@@ -73,22 +74,10 @@ pub fn load_str(yaml: &str) -> Result<Config, ConfigError> {
 ///
 /// # Errors
 /// Every problem found, each under its dotted key.
-pub fn load_str_with_env(yaml: &str, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
-    load_str_with(yaml, env, &dns::system_resolver)
-}
-
-/// The whole pipeline with both the environment and the upstream resolver
-/// injected.
 ///
-/// # Errors
-/// Every problem found, each under its dotted key; a key whose value is
-/// already known to be wrong (an unset `${VAR}`, a serde type error) gets no
-/// second, derived complaint.
-pub fn load_str_with(
-    yaml: &str,
-    env: EnvLookup<'_>,
-    resolve: Resolver<'_>,
-) -> Result<Config, ConfigError> {
+/// A key whose value is already known to be wrong (an unset `${VAR}`, a
+/// serde type error) gets no second, derived complaint.
+pub fn load_str_with_env(yaml: &str, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
     let mut problems = Vec::new();
     let mut tree = tree::parse_tree(yaml).map_err(|problem| ConfigError(vec![problem]))?;
 
@@ -104,8 +93,7 @@ pub fn load_str_with(
 
     let mut validator = Validator::default();
     let staged = validator.validate(file);
-    // DNS last: everything that needs no network has been checked already.
-    let upstreams = dns::resolve_upstreams(staged.upstreams, resolve, &mut validator.problems);
+    let upstreams = dns::upstream_targets(staged.upstreams, &mut validator.problems);
     problems.extend(
         validator
             .problems
@@ -123,6 +111,9 @@ pub fn load_str_with(
             redirect: parts.redirect,
             upstreams,
             headers: parts.headers,
+            policies: parts.policies,
+            assertion: parts.assertion,
+            telemetry: staged.telemetry.unwrap_or_default(),
         }),
         (true, None) => Err(ConfigError(vec![Problem::new(
             "(root)",

@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use regex::Regex;
 use url::Url;
 
+use super::dns::UpstreamAddr;
 use crate::domain::Secret;
 
 /// The whole validated configuration, one field per section of the file.
@@ -33,6 +34,33 @@ pub struct Config {
     pub upstreams: Vec<Upstream>,
     /// `headers`: what the upstream is told about the user.
     pub headers: Headers,
+    /// `policies`: per host / path / method rules, first match wins.
+    pub policies: Policies,
+    /// `assertion`: the signed identity assertion for upstreams; None when off.
+    pub assertion: Option<Assertion>,
+    /// `telemetry`: the decision log and tracing settings.
+    pub telemetry: Telemetry,
+}
+
+/// `telemetry`: what is recorded about each request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Telemetry {
+    /// One decision line per request on stderr (`crate::access_log`).
+    pub access_log: bool,
+    /// `service.name` of the traces (OTLP export is not built yet).
+    pub service_name: String,
+    /// Fraction of new traces sampled, 0.0 to 1.0.
+    pub sample_ratio: f64,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry {
+            access_log: false,
+            service_name: "authgate".into(),
+            sample_ratio: 1.0,
+        }
+    }
 }
 
 /// `server`: the listeners and how far forwarded headers are believed.
@@ -68,7 +96,7 @@ pub struct Tls {
 }
 
 /// `provider`: the OpenID provider and this client's registration with it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Provider {
     /// The issuer (`iss`); discovery reads `<issuer>/.well-known/openid-configuration`.
     pub issuer_url: Url,
@@ -102,7 +130,7 @@ pub struct Provider {
 }
 
 /// The IdP's endpoints given by hand (`provider.discovery: false`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Endpoints {
     /// Where the browser is sent to sign in.
     pub authorization_endpoint: Url,
@@ -117,7 +145,7 @@ pub struct Endpoints {
 }
 
 /// Claim paths, each already split on `.` (`realm_access.roles` -> ["realm_access", "roles"]).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Claims {
     /// `provider.claims.user` (default `email`).
     pub user: ClaimPath,
@@ -141,6 +169,10 @@ pub struct Cookie {
     /// 16, 24 or 32 raw bytes, decoded from raw / base64 / base64url.
     /// Never printed.
     pub secret: Secret<Vec<u8>>,
+    /// Earlier secrets (`previous_secrets` and `previous_secrets_file`, one
+    /// per line): sessions sealed with them still open and are re-sealed
+    /// with `secret` on their next response. Never printed.
+    pub previous_secrets: Vec<Secret<Vec<u8>>>,
     /// `Domain` attributes; empty: a host-only cookie.
     pub domains: Vec<String>,
     /// `Path` attribute, starting with `/`.
@@ -195,6 +227,11 @@ pub struct Redis {
     pub password: Option<Secret<String>>,
     /// Wire protocol (`?protocol=resp3`); RESP2 unless asked.
     pub protocol: RedisProtocol,
+    /// `session.redis.sentinel_password` (or `_file`): what the sentinels
+    /// themselves require (their `requirepass`), separate from the master's
+    /// (oauth2-proxy's `--redis-sentinel-password`). None: sentinels are
+    /// asked without one, or with the master's if they answer `NOAUTH`.
+    pub sentinel_password: Option<Secret<String>>,
 }
 
 /// The Redis deployment behind `session.redis.url`.
@@ -278,7 +315,7 @@ pub struct Route {
 }
 
 /// `authorization.extra_jwt_issuers[]`: another issuer whose bearer JWTs count.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExtraIssuer {
     /// The issuer (`iss`), discovered like the provider's.
     pub issuer_url: Url,
@@ -300,9 +337,10 @@ pub struct Upstream {
     pub path: String,
     /// The backend's base URL (http or https).
     pub url: Url,
-    /// Resolved once at start-up: Pingora's `HttpPeer::new` would resolve
-    /// with blocking DNS and panic on failure at request time.
-    pub addr: SocketAddr,
+    /// An IP address, or a host name the proxy resolves in the background
+    /// (never while loading, never on the request path: Pingora's
+    /// `HttpPeer::new` would resolve with blocking DNS and panic on failure).
+    pub addr: UpstreamAddr,
     /// TLS to the backend (`https` URL).
     pub tls: bool,
     /// `host` override, or None to keep the client's Host.
@@ -340,4 +378,70 @@ pub enum IdentityClaim {
     PreferredUsername,
     /// Group names, joined with `,`.
     Groups,
+}
+
+// === policies and assertion (issue 12) ===
+
+/// `policies`: the list in order (first match wins) and what the session
+/// must keep for them.
+#[derive(Debug, Clone, Default)]
+pub struct Policies {
+    /// In the file's order.
+    pub list: Vec<Policy>,
+    /// Some expression reads `claims`: sessions keep the verified ID
+    /// token's claims (a bigger cookie; see the README).
+    pub need_claims: bool,
+}
+
+/// `policies[i]`: one rule for the requests it matches.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Unique; names the policy in 403 pages, metrics and `policy explain`.
+    pub name: String,
+    /// Lower-cased exact hosts, or `.example.com` for its subdomains; empty
+    /// = any host. Compared without the request's port.
+    pub hosts: Vec<String>,
+    /// Regexes on the normalised path (as `skip_auth_routes`); empty = any.
+    pub paths: Vec<Regex>,
+    /// Upper-cased; empty = any method.
+    pub methods: Vec<String>,
+    /// A match needs no authentication at all.
+    pub skip_auth: bool,
+    /// Any one admits; empty: no group condition.
+    pub allowed_groups: Vec<String>,
+    /// Lower-cased addresses; with `email_domains`, either admits.
+    pub allowed_emails: Vec<String>,
+    /// Lower-cased domains (`*` = any); with `allowed_emails`, either admits.
+    pub email_domains: Vec<String>,
+    /// The CEL condition, compiled at load time.
+    pub expression: Option<PolicyExpression>,
+}
+
+/// `policies[i].expression`: CEL over `claims`, `identity` and `request`,
+/// parsed and checked at load time.
+#[derive(Debug, Clone)]
+pub struct PolicyExpression {
+    /// As written in the file.
+    pub source: String,
+    /// The compiled program (shared: `cel::Program` is not `Clone`).
+    pub program: std::sync::Arc<cel::Program>,
+    /// It reads the `claims` variable.
+    pub uses_claims: bool,
+}
+
+/// `assertion`: a compact JWS (ES256) for the upstream on every allow.
+#[derive(Debug, Clone)]
+pub struct Assertion {
+    /// The header it is sent in (also stripped from clients' requests).
+    pub header: http::HeaderName,
+    /// The P-256 signing key, read from `signing_key_file` (re-read on reload).
+    pub signing_key: Secret<p256::SecretKey>,
+    /// Public keys still published at `/oauth2/jwks.json` (rotation).
+    pub previous_public_keys: Vec<p256::PublicKey>,
+    /// `iss` (default `authgate`).
+    pub issuer: String,
+    /// `aud`; None = the request's host.
+    pub audience: Option<String>,
+    /// `exp - iat`; at least 10 seconds.
+    pub lifetime: Duration,
 }

@@ -436,6 +436,7 @@ impl Gate {
             refresh_token: login.refresh_token,
             refreshed_at: now,
             expires_at: now + self.cfg.cookie.expire.as_secs(),
+            claims: self.session_claims(login.claims),
         };
         let cookies = match self.store.save(&session, None, req.host, &jar).await {
             Ok(c) => c,
@@ -460,6 +461,24 @@ impl Gate {
 }
 
 /// [`pages::forbidden`] for `identity`, the way back to `target`.
+impl Gate {
+    /// 403 from a policy: [`Gate::forbidden`]'s page, naming the policy.
+    pub(crate) fn forbidden_by_policy(
+        &self,
+        req: &RequestView<'_>,
+        identity: &Identity,
+        policy: &str,
+    ) -> Reply {
+        let target = self.target(req, None);
+        let who = if identity.email.is_empty() {
+            &identity.user
+        } else {
+            &identity.email
+        };
+        pages::forbidden_by_policy(who, policy, &another_account_url(&target))
+    }
+}
+
 fn forbidden_page(identity: &Identity, target: &str) -> Reply {
     let who = if identity.email.is_empty() {
         &identity.user

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use http::StatusCode;
 
 use super::pages;
-use crate::authz::decide::{append_cookies, skips_authentication, Authn};
-use crate::authz::{rules, Outcome, Reply, RequestView};
+use crate::authz::decide::{append_cookies, Authn, Before};
+use crate::authz::{Outcome, Reply, RequestView};
 use crate::gate::Gate;
 
 impl Gate {
@@ -15,24 +15,22 @@ impl Gate {
     ///
     /// Asked by a trusted forward-auth caller, the rules apply to the
     /// original request it reports ([`RequestView::original`]): one that
-    /// `skip_auth_routes` or `skip_preflight` lets through answers 202
+    /// `skip_auth_routes`, `skip_preflight` or a `skip_auth` policy lets
+    /// through answers 202
     /// without identity headers, decided by the one rule `Gate::decide`
     /// applies to the proxy's requests (`skips_authentication`); if the
     /// headers reporting it disagree, nothing is skipped.
     pub async fn auth_check(&self, req: &RequestView<'_>) -> Reply {
-        let skip = req.original.is_some_and(|o| {
-            !o.conflicting && skips_authentication(&self.cfg.authorization, &o.view(req))
-        });
-        if skip {
+        let Before::Authenticate(selection) = self.before_authentication(req) else {
             return Reply::new(StatusCode::ACCEPTED, Outcome::Skipped);
-        }
+        };
         match self.authenticate(req).await {
-            Authn::Identified(grant) => {
-                if !rules::authorized(&grant.identity, &self.cfg.authorization) {
-                    let mut r = self.forbidden(req, &grant.identity);
+            Authn::Identified(mut grant) => {
+                if let Err(mut r) = self.authorize(req, &selection, &grant) {
                     append_cookies(&mut r, grant.set_cookies);
                     return r;
                 }
+                grant.assertion = self.assertion_for(&grant, req.host);
                 let mut r = Reply::new(StatusCode::ACCEPTED, Outcome::Allowed);
                 r.headers.extend(self.headers.values(&grant));
                 append_cookies(&mut r, grant.set_cookies);

@@ -1,9 +1,10 @@
 //! The `/oauth2/*` endpoints, shared by every front end: `start`,
 //! `callback` and `sign_out` on every listener (through `Gate::decide`);
-//! `auth`, `userinfo` and `backchannel_logout` on `listen` only.
+//! `auth`, `userinfo`, `backchannel_logout` and `jwks.json` on `listen` only.
 
 mod flow;
 mod info;
+mod jwks;
 pub mod pages;
 pub(crate) mod pending;
 mod sign_out;

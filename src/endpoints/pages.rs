@@ -43,14 +43,31 @@ pub fn redirect(location: &str, outcome: Outcome) -> Reply {
 /// `Gate::forbidden`), so a user signed in with the wrong account is not
 /// stuck. Both are HTML-escaped here; callers pass plain text.
 pub fn forbidden(who: &str, another_account: &str) -> Reply {
+    forbidden_page(who, None, another_account)
+}
+
+/// 403 from `policies`: [`forbidden`]'s page, also naming the policy
+/// (`policies[].name`) that denied the request.
+pub fn forbidden_by_policy(who: &str, policy: &str, another_account: &str) -> Reply {
+    forbidden_page(who, Some(policy), another_account)
+}
+
+fn forbidden_page(who: &str, policy: Option<&str>, another_account: &str) -> Reply {
     let mut r = page(StatusCode::FORBIDDEN, Outcome::Forbidden, "Forbidden", "");
     let who = if who.is_empty() { "an account" } else { who };
+    let by = match policy {
+        Some(p) => format!(
+            " by policy <strong id=\"policy\">{}</strong>",
+            html_escape::encode_text(p)
+        ),
+        None => String::new(),
+    };
     r.body = Bytes::from(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>403 Forbidden</title></head>\
          <body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\">\
          <h1>403 Forbidden</h1>\
          <p>You are signed in as <strong id=\"signed-in-as\">{who}</strong>, \
-         but this account is not allowed to access this resource.</p>\
+         but this account is not allowed to access this resource{by}.</p>\
          <p><a id=\"another-account\" href=\"{href}\">Sign in with another account</a></p>\
          </body></html>\n",
         who = html_escape::encode_text(who),

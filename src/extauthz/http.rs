@@ -6,7 +6,6 @@
 
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -18,7 +17,7 @@ use pingora_http::RequestHeader;
 
 use crate::authz::{admit, Decision, Listener, Outcome, Received, Reply, Trust, UpstreamEdits};
 use crate::endpoints::pages;
-use crate::gate::Gate;
+use crate::reload::GateHandle;
 
 /// Envoy removes the headers named here (comma-separated) from the upstream
 /// request after applying the allowed ones from our 200.
@@ -26,13 +25,13 @@ pub const HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
 
 /// The ext_authz HTTP check service (`server.ext_authz_http`).
 pub struct ExtAuthzHttp {
-    gate: Arc<Gate>,
+    gate: GateHandle,
 }
 
 impl ExtAuthzHttp {
     /// The check service over `gate`.
-    pub fn new(gate: Arc<Gate>) -> Self {
-        ExtAuthzHttp { gate }
+    pub fn new(gate: impl Into<GateHandle>) -> Self {
+        ExtAuthzHttp { gate: gate.into() }
     }
 
     /// The answer for one check request. Separate from Pingora's session so
@@ -66,6 +65,7 @@ impl ExtAuthzHttp {
         req: &RequestHeader,
         client: Option<IpAddr>,
     ) -> (Outcome, Response<Vec<u8>>) {
+        let gate = self.gate.load();
         let authority = req
             .headers
             .get(http::header::HOST)
@@ -81,17 +81,18 @@ impl ExtAuthzHttp {
             scheme: None,
             headers: &req.headers,
             client_ip: client,
-            path_prefix: &self.gate.cfg.server.ext_authz_path_prefix,
+            path_prefix: &gate.cfg.server.ext_authz_path_prefix,
         };
         let admitted = match admit(received, Trust::Caller) {
             Ok(a) => a,
             Err(reply) => return (reply.outcome, deny(reply)),
         };
-        let decision = self.gate.decide(&admitted.view()).await;
+        crate::access_log::note_request(&gate, &admitted.view());
+        let decision = gate.decide(&admitted.view()).await;
         let outcome = decision.outcome();
         let resp = match decision {
-            Decision::Skip => allow(self.gate.upstream_edits(None, &req.headers)),
-            Decision::Allow(grant) => allow(self.gate.upstream_edits(Some(grant), &req.headers)),
+            Decision::Skip => allow(gate.upstream_edits(None, &req.headers)),
+            Decision::Allow(grant) => allow(gate.upstream_edits(Some(grant), &req.headers)),
             Decision::Reply(reply) => deny(reply),
         };
         (outcome, resp)
@@ -106,10 +107,29 @@ impl ServeHttp for ExtAuthzHttp {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let (outcome, resp) = self.check(session.req_header(), client).await;
+        let on = crate::access_log::enabled(&self.gate.load());
+        let check = self.check(session.req_header(), client);
+        let ((outcome, resp), log) = crate::access_log::scope(on, check).await;
         self.gate
+            .load()
             .metrics
             .request(Listener::ExtAuthzHttp, outcome, started.elapsed());
+        if let Some(note) = log {
+            let entry = crate::access_log::Entry {
+                listener: Listener::ExtAuthzHttp,
+                status: resp.status().as_u16(),
+                outcome,
+                upstream: "",
+                elapsed: started.elapsed(),
+            };
+            let req = session.req_header();
+            let host = req
+                .headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok());
+            let fallback = (req.method.as_str(), host.unwrap_or(""), req.uri.path());
+            crate::access_log::emit(&entry, &note, fallback);
+        }
         resp
     }
 }

@@ -61,6 +61,9 @@ impl IdpHttp {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
+            // reqwest's default, said out loud: Nagle would hold small
+            // requests (a token POST) for the IdP's delayed ACK.
+            .tcp_nodelay(true)
             // A redirect from the IdP is never part of these protocols and
             // following one could leak the client secret to another host.
             .redirect(reqwest::redirect::Policy::none())

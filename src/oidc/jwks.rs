@@ -59,11 +59,23 @@ pub struct Key {
     pub jwk: Option<CoreJsonWebKey>,
 }
 
+/// At most this many verified bearer tokens are remembered per key set.
+pub const MAX_VERIFIED: usize = 1024;
+/// Longer bearer tokens are verified every time (memory bound: at most
+/// [`MAX_VERIFIED`] x 8 KiB of tokens plus their claims per key set).
+pub const MAX_VERIFIED_TOKEN_LEN: usize = 8 * 1024;
+
+/// Bearer tokens this key set verified, with their claims and `exp`.
+type Verified = HashMap<Box<str>, (Arc<serde_json::Map<String, serde_json::Value>>, u64)>;
+
 #[derive(Default)]
 struct KeySet {
     by_kid: HashMap<String, Arc<Key>>,
     /// Keys published without a `kid`, tried when a token has none.
     anonymous: Vec<Arc<Key>>,
+    /// Verified bearer tokens: they live and die with this set, so a
+    /// refetched key set (rotation, a key withdrawn) starts empty.
+    verified: Mutex<Verified>,
 }
 
 /// One fetch of the key set, awaited by every caller that needs it.
@@ -187,6 +199,49 @@ impl Jwks {
         fetching.started = Some(Instant::now());
         fetching.current = Some(fetch.clone());
         Next::Await(fetch)
+    }
+
+    /// The claims of a bearer token this key set verified before, while
+    /// `now` (Unix seconds) is before its `exp`.
+    pub fn verified_claims(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Option<Arc<serde_json::Map<String, serde_json::Value>>> {
+        let set = self.keys.load();
+        let verified = set.verified.lock();
+        let (claims, exp) = verified.get(token)?;
+        (now < *exp).then(|| claims.clone())
+    }
+
+    /// Remembers a bearer token `key` just verified, until its `exp` (Unix
+    /// seconds, never beyond: the leeway is not extended to cached tokens).
+    /// Not kept when `key` left the set meanwhile, when already expired, or
+    /// when the token is longer than [`MAX_VERIFIED_TOKEN_LEN`].
+    pub fn remember_verified(
+        &self,
+        key: &Arc<Key>,
+        token: &str,
+        claims: Arc<serde_json::Map<String, serde_json::Value>>,
+        exp: u64,
+        now: u64,
+    ) {
+        if exp <= now || token.len() > MAX_VERIFIED_TOKEN_LEN {
+            return;
+        }
+        let set = self.keys.load();
+        let mut current = set.by_kid.values().chain(set.anonymous.iter());
+        if !current.any(|k| Arc::ptr_eq(k, key)) {
+            return;
+        }
+        let mut verified = set.verified.lock();
+        if verified.len() >= MAX_VERIFIED {
+            verified.retain(|_, (_, e)| *e > now);
+            if verified.len() >= MAX_VERIFIED {
+                verified.clear();
+            }
+        }
+        verified.insert(token.into(), (claims, exp));
     }
 
     fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> Option<Arc<Key>> {
@@ -381,5 +436,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(signing_algorithm(&jwk), None);
+    }
+
+    #[test]
+    fn verified_tokens_last_until_exp_and_die_with_their_key_set() {
+        let jwks = Jwks::new(Url::parse("http://127.0.0.1:1/jwks").unwrap());
+        jwks.seed(&set_with("k1")).unwrap();
+        let key = jwks.lookup(Some("k1"), Algorithm::RS256).unwrap();
+        let claims = Arc::new(serde_json::Map::new());
+        jwks.remember_verified(&key, "tok", claims.clone(), 200, 100);
+        assert!(jwks.verified_claims("tok", 199).is_some());
+        assert!(jwks.verified_claims("tok", 200).is_none(), "never past exp");
+        assert!(jwks.verified_claims("other", 150).is_none());
+        // Already expired, or too long: not kept.
+        jwks.remember_verified(&key, "old", claims.clone(), 100, 100);
+        assert!(jwks.verified_claims("old", 50).is_none());
+        let long = "x".repeat(MAX_VERIFIED_TOKEN_LEN + 1);
+        jwks.remember_verified(&key, &long, claims.clone(), 200, 100);
+        assert!(jwks.verified_claims(&long, 150).is_none());
+        // A new key set (rotation) forgets every verified token, and a key
+        // no longer in the set adds none.
+        jwks.seed(&set_with("k2")).unwrap();
+        assert!(jwks.verified_claims("tok", 150).is_none());
+        jwks.remember_verified(&key, "tok", claims, 200, 100);
+        assert!(jwks.verified_claims("tok", 150).is_none());
     }
 }

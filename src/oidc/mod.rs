@@ -175,6 +175,9 @@ pub struct Login {
     pub refresh_token: Option<Secret<String>>,
     /// When the access token expires, if the IdP said.
     pub expires_in: Option<Duration>,
+    /// Every verified claim (ID token, completed by userinfo): what
+    /// `policies[].expression` reads as `claims` when sessions keep them.
+    pub claims: Map<String, Value>,
 }
 
 pub use crate::domain::LogoutTarget;
@@ -492,6 +495,7 @@ impl Provider {
             access_token: Some(tokens.access_token),
             refresh_token: tokens.refresh_token,
             expires_in: tokens.expires_in,
+            claims,
         })
     }
 
@@ -529,6 +533,15 @@ impl Provider {
     /// Verifies `Authorization: Bearer` JWTs from the provider or an
     /// `extra_jwt_issuers` entry.
     pub async fn verify_bearer(&self, token: &str) -> Result<Identity, OidcError> {
+        self.verify_bearer_claims(token).await.map(|(id, _)| id)
+    }
+
+    /// [`Provider::verify_bearer`], also returning the token's verified
+    /// claims (for `policies[].expression` and the assertion's `sub`).
+    pub async fn verify_bearer_claims(
+        &self,
+        token: &str,
+    ) -> Result<(Identity, Map<String, Value>), OidcError> {
         let iss = verify::peek_issuer(token)?;
         // Before discovery an issuer's exact `iss` is not known yet (a
         // trailing `/` or not): pick it loosely, wait for its discovery, and
@@ -551,7 +564,7 @@ impl Provider {
         if claims::email_unverified(&claims) && !self.cfg.allow_unverified_email {
             return Err(OidcError::Token("email address is not verified".into()));
         }
-        Ok(claims::identity(&claims, &self.cfg.claims))
+        Ok((claims::identity(&claims, &self.cfg.claims), claims))
     }
 
     /// Verifies an OIDC Back-Channel Logout 1.0 logout token (section 2.6).

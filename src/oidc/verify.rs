@@ -43,6 +43,14 @@ pub async fn verify(
         ));
     }
     let jwks = issuer.jwks.load_full().ok_or(OidcError::NotReady)?;
+    // A bearer token verified before by this key set, still before its
+    // `exp`: the same answer without the signature check.
+    let now = crate::clock::unix_now();
+    if kind == Kind::Bearer {
+        if let Some(claims) = jwks.verified_claims(token, now) {
+            return Ok(Map::clone(&claims));
+        }
+    }
     // Both kinds reach authgate from a client (the logout endpoint is as
     // public as any other path): their `kid` may be forged, so an unknown one
     // refetches only as the rate limit allows.
@@ -70,9 +78,14 @@ pub async fn verify(
     let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &v)
         .map_err(|e| OidcError::Token(format!("{:?}", e.kind())))?;
     let claims = data.claims;
+    if kind == Kind::Bearer {
+        if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
+            let shared = std::sync::Arc::new(claims.clone());
+            jwks.remember_verified(&key, token, shared, exp, now);
+        }
+    }
     if kind == Kind::Logout {
         let iat = claims.get("iat").and_then(Value::as_u64).unwrap_or(0);
-        let now = crate::clock::unix_now();
         if iat + LOGOUT_TOKEN_MAX_AGE_SECS < now || iat > now + LEEWAY_SECS {
             return Err(OidcError::Token("logout token too old".into()));
         }

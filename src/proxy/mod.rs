@@ -3,7 +3,7 @@
 //! otherwise forwards with the client's identity headers replaced by ours.
 
 mod head_deadline;
-mod upstream;
+pub mod upstream;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -22,6 +22,7 @@ use crate::authz::{
 };
 use crate::endpoints::pages;
 use crate::gate::Gate;
+use crate::reload::GateHandle;
 pub use head_deadline::{HeadDeadline, HEAD_TIMEOUT};
 pub use upstream::Upstreams;
 
@@ -30,13 +31,15 @@ const MAX_LOGOUT_BODY: usize = 64 * 1024;
 
 /// The proxy front end (`server.listen`).
 pub struct AuthProxy {
-    gate: Arc<Gate>,
-    upstreams: Upstreams,
+    gate: GateHandle,
     tls: bool,
 }
 
 /// Per-request state across Pingora's phases.
 pub struct Ctx {
+    /// The gate this request is decided with, from start to end (a reload
+    /// meanwhile applies to the next request).
+    gate: Arc<Gate>,
     started: Instant,
     outcome: Outcome,
     /// What the allow (or skip) does to the upstream request and response.
@@ -47,6 +50,10 @@ pub struct Ctx {
     client_ip: Option<IpAddr>,
     /// The client is a trusted proxy: its `X-Forwarded-For` is extended.
     forwarded_trusted: bool,
+    /// The decision log's note (`telemetry.access_log` on), and the
+    /// upstream's address once one is picked.
+    log: Option<crate::access_log::Note>,
+    upstream_addr: String,
 }
 
 /// What `request_filter` does after the decision.
@@ -58,17 +65,16 @@ enum Step {
 
 impl AuthProxy {
     /// The proxy over `gate`; `tls` when `listen` terminates TLS.
-    pub fn new(gate: Arc<Gate>, tls: bool) -> Self {
-        let upstreams = Upstreams::new(&gate.cfg.upstreams);
+    pub fn new(gate: impl Into<GateHandle>, tls: bool) -> Self {
         AuthProxy {
-            gate,
-            upstreams,
+            gate: gate.into(),
             tls,
         }
     }
 
     /// Admits the request, asks the decision and picks the upstream.
     async fn step(&self, session: &Session, ctx: &mut Ctx) -> Step {
+        let gate = ctx.gate.clone();
         let req = session.req_header();
         let authority = req
             .headers
@@ -86,10 +92,7 @@ impl AuthProxy {
             client_ip: ctx.client_ip,
             path_prefix: "",
         };
-        let admitted = match admit(
-            received,
-            Trust::Proxies(&self.gate.cfg.server.trusted_proxies),
-        ) {
+        let admitted = match admit(received, Trust::Proxies(&gate.cfg.server.trusted_proxies)) {
             Ok(a) => a,
             Err(reply) => return Step::Answer(reply),
         };
@@ -97,16 +100,17 @@ impl AuthProxy {
         ctx.host.clear();
         ctx.host.push_str(admitted.host());
         ctx.forwarded_trusted = admitted.forwarded_trusted();
+        crate::access_log::note_request(&gate, &admitted.view());
         if admitted.endpoint() == Some(Endpoint::BackchannelLogout) {
             return Step::BackchannelLogout;
         }
-        let decision = self.gate.decide(&admitted.view()).await;
+        let decision = gate.decide(&admitted.view()).await;
         let grant = match decision {
             Decision::Reply(reply) => return Step::Answer(reply),
             Decision::Skip => None,
             Decision::Allow(grant) => Some(grant),
         };
-        let Some(upstream) = self.upstreams.select(req.uri.path()) else {
+        let Some(upstream) = gate.upstreams.select(req.uri.path()) else {
             return Step::Answer(pages::text(
                 StatusCode::NOT_FOUND,
                 Outcome::Error,
@@ -118,7 +122,7 @@ impl AuthProxy {
         } else {
             Outcome::Skipped
         };
-        ctx.edits = Some(self.gate.upstream_edits(grant, &req.headers));
+        ctx.edits = Some(gate.upstream_edits(grant, &req.headers));
         Step::Forward(upstream)
     }
 }
@@ -154,6 +158,7 @@ impl ProxyHttp for AuthProxy {
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
+            gate: self.gate.load(),
             started: Instant::now(),
             outcome: Outcome::Error,
             edits: None,
@@ -162,6 +167,8 @@ impl ProxyHttp for AuthProxy {
             host: String::new(),
             client_ip: None,
             forwarded_trusted: false,
+            log: None,
+            upstream_addr: String::new(),
         }
     }
 
@@ -170,7 +177,10 @@ impl ProxyHttp for AuthProxy {
     /// itself), then the upstream.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         ctx.client_ip = client_ip(session);
-        let reply = match self.step(session, ctx).await {
+        let on = crate::access_log::enabled(&ctx.gate);
+        let (step, log) = crate::access_log::scope(on, self.step(session, ctx)).await;
+        ctx.log = log;
+        let reply = match step {
             Step::Forward(upstream) => {
                 ctx.upstream = upstream;
                 return Ok(false);
@@ -179,7 +189,7 @@ impl ProxyHttp for AuthProxy {
             Step::BackchannelLogout => {
                 let method = session.req_header().method.clone();
                 match read_body(session, MAX_LOGOUT_BODY).await {
-                    Some(b) => self.gate.backchannel_logout(method.as_str(), &b).await,
+                    Some(b) => ctx.gate.backchannel_logout(method.as_str(), &b).await,
                     None => pages::text(StatusCode::PAYLOAD_TOO_LARGE, Outcome::Error, "too large"),
                 }
             }
@@ -190,9 +200,30 @@ impl ProxyHttp for AuthProxy {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        self.upstreams
-            .peer(ctx.upstream)
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream selected"))
+        // An unresolved upstream host is an upstream failure: 502, counted.
+        let peer = ctx.gate.upstreams.peer(ctx.upstream).map_err(|e| {
+            let why = Some(e.to_string().into());
+            Error::create(ErrorType::ConnectNoRoute, ErrorSource::Upstream, why, None)
+        })?;
+        if ctx.log.is_some() {
+            ctx.upstream_addr = pingora::upstreams::peer::Peer::address(&*peer).to_string();
+        }
+        Ok(peer)
+    }
+
+    /// A failed connect may mean the backend moved: re-resolve soon.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut Ctx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        let addr = pingora::upstreams::peer::Peer::address(peer)
+            .as_inet()
+            .copied();
+        ctx.gate.upstreams.connect_failed(addr);
+        e
     }
 
     /// Replaces identity: every protected header the client sent goes
@@ -229,7 +260,7 @@ impl ProxyHttp for AuthProxy {
         if !ctx.host.is_empty() {
             upstream.insert_header("x-forwarded-host", ctx.host.as_str())?;
         }
-        if let Some(host) = self.upstreams.host_override(ctx.upstream) {
+        if let Some(host) = ctx.gate.upstreams.host_override(ctx.upstream) {
             upstream.insert_header(http::header::HOST, host)?;
         }
         Ok(())
@@ -263,7 +294,7 @@ impl ProxyHttp for AuthProxy {
             },
         };
         if matches!(e.esource(), ErrorSource::Upstream) {
-            self.gate.metrics.upstream_error();
+            ctx.gate.metrics.upstream_error();
             tracing::warn!(error = ?e.etype(), "upstream request failed");
         }
         ctx.outcome = Outcome::Error;
@@ -290,10 +321,22 @@ impl ProxyHttp for AuthProxy {
         }
     }
 
-    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
-        self.gate
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        ctx.gate
             .metrics
             .request(Listener::Proxy, ctx.outcome, ctx.started.elapsed());
+        if let Some(note) = &ctx.log {
+            let entry = crate::access_log::Entry {
+                listener: Listener::Proxy,
+                status: session.response_written().map_or(0, |r| r.status.as_u16()),
+                outcome: ctx.outcome,
+                upstream: &ctx.upstream_addr,
+                elapsed: ctx.started.elapsed(),
+            };
+            let req = session.req_header();
+            let fallback = (req.method.as_str(), ctx.host.as_str(), req.uri.path());
+            crate::access_log::emit(&entry, note, fallback);
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! The session codec: AES-256-GCM over a key derived from `cookie.secret`.
+//! The session codec: AES-256-GCM over a key derived from `cookie.secret`
+//! (and, to open only, from each of `cookie.previous_secrets`).
 //!
 //! Wire format (then base64url without padding):
 //! `version (1 byte) || nonce (12 random bytes) || ciphertext || tag (16 bytes)`.
@@ -64,6 +65,9 @@ pub enum CodecError {
 pub struct SessionCodec {
     plain: Aes256Gcm,
     expiring: Aes256Gcm,
+    /// Keys of `cookie.previous_secrets`, tried in order after the current
+    /// ones: they open, never seal.
+    previous: Vec<(Aes256Gcm, Aes256Gcm)>,
 }
 
 impl std::fmt::Debug for SessionCodec {
@@ -77,11 +81,30 @@ impl SessionCodec {
     /// Derives the AES-256 keys from the cookie secret (16, 24 or 32 bytes,
     /// already validated by config) with HKDF-SHA256. Start-up only.
     pub fn new(secret: &[u8]) -> SessionCodec {
-        let hkdf = Hkdf::<Sha256>::new(Some(HKDF_SALT), secret);
+        Self::with_previous(secret, &[])
+    }
+
+    /// Like [`SessionCodec::new`], also opening values sealed with any of
+    /// `previous` (secret rotation: `cookie.previous_secrets`). Start-up and
+    /// reload only.
+    pub fn with_previous(secret: &[u8], previous: &[&[u8]]) -> SessionCodec {
+        let (plain, expiring) = derive_pair(secret);
         SessionCodec {
-            plain: derive_cipher(&hkdf, INFO_PLAIN),
-            expiring: derive_cipher(&hkdf, INFO_EXPIRING),
+            plain,
+            expiring,
+            previous: previous.iter().map(|s| derive_pair(s)).collect(),
         }
+    }
+
+    /// Whether `sealed` opens with the current secret. False for a value
+    /// only a previous secret opens (re-seal it) and for foreign values.
+    /// Always true when no previous secret is configured, at no cost.
+    pub fn is_current(&self, aad: &[u8], sealed: &str) -> bool {
+        if self.previous.is_empty() {
+            return true;
+        }
+        open_with(&self.plain, VERSION_PLAIN, aad, sealed, 0).is_ok()
+            || open_with(&self.expiring, VERSION_EXPIRING, aad, sealed, EXPIRY_LEN).is_ok()
     }
 
     /// Encrypts `plaintext` bound to `aad` (the cookie name). The result is
@@ -96,7 +119,15 @@ impl SessionCodec {
     /// Any [`CodecError`] but `Expired`: the value is not one this codec
     /// sealed for `aad`.
     pub fn open(&self, aad: &[u8], sealed: &str) -> Result<Vec<u8>, CodecError> {
-        open_with(&self.plain, VERSION_PLAIN, aad, sealed, 0)
+        let current = open_with(&self.plain, VERSION_PLAIN, aad, sealed, 0);
+        match current {
+            Err(CodecError::Authentication) => self
+                .previous
+                .iter()
+                .find_map(|(plain, _)| open_with(plain, VERSION_PLAIN, aad, sealed, 0).ok())
+                .ok_or(CodecError::Authentication),
+            other => other,
+        }
     }
 
     /// Like [`SessionCodec::seal`], with `expires_at_unix` (seconds) inside the
@@ -118,7 +149,14 @@ impl SessionCodec {
         sealed: &str,
         now_unix: u64,
     ) -> Result<Vec<u8>, CodecError> {
-        let mut buf = open_with(&self.expiring, VERSION_EXPIRING, aad, sealed, EXPIRY_LEN)?;
+        let mut buf = match open_with(&self.expiring, VERSION_EXPIRING, aad, sealed, EXPIRY_LEN) {
+            Err(CodecError::Authentication) => self
+                .previous
+                .iter()
+                .find_map(|(_, exp)| open_with(exp, VERSION_EXPIRING, aad, sealed, EXPIRY_LEN).ok())
+                .ok_or(CodecError::Authentication)?,
+            other => other?,
+        };
         let mut expiry = [0u8; EXPIRY_LEN];
         expiry.copy_from_slice(&buf[..EXPIRY_LEN]);
         if now_unix >= u64::from_be_bytes(expiry) {
@@ -127,6 +165,15 @@ impl SessionCodec {
         buf.drain(..EXPIRY_LEN);
         Ok(buf)
     }
+}
+
+/// The plain and expiring ciphers of one secret.
+fn derive_pair(secret: &[u8]) -> (Aes256Gcm, Aes256Gcm) {
+    let hkdf = Hkdf::<Sha256>::new(Some(HKDF_SALT), secret);
+    (
+        derive_cipher(&hkdf, INFO_PLAIN),
+        derive_cipher(&hkdf, INFO_EXPIRING),
+    )
 }
 
 // Start-up only (`SessionCodec::new`), never on a request.
@@ -233,6 +280,46 @@ mod tests {
 
     fn codec() -> SessionCodec {
         SessionCodec::new(SECRET)
+    }
+
+    #[test]
+    fn previous_secrets_open_but_never_seal() {
+        let old = SessionCodec::new(b"an-older-secret-0123456789abcdef");
+        let other = SessionCodec::new(b"a-foreign-secret-123456789abcdef");
+        let rotated = SessionCodec::with_previous(
+            SECRET,
+            &[
+                b"a-foreign-secret-123456789abcdef",
+                b"an-older-secret-0123456789abcdef",
+            ],
+        );
+        let sealed_old = old.seal(AAD, b"alice");
+        assert_eq!(rotated.open(AAD, &sealed_old).unwrap(), b"alice");
+        assert!(!rotated.is_current(AAD, &sealed_old), "needs a re-seal");
+        let expiring_old = old.seal_expiring(AAD, b"flow", 100);
+        assert_eq!(
+            rotated.open_expiring(AAD, &expiring_old, 99).unwrap(),
+            b"flow"
+        );
+        assert_eq!(
+            rotated.open_expiring(AAD, &expiring_old, 100),
+            Err(CodecError::Expired)
+        );
+        // New values use the current secret: the old codec cannot open them.
+        let fresh = rotated.seal(AAD, b"alice");
+        assert!(rotated.is_current(AAD, &fresh));
+        assert_eq!(codec().open(AAD, &fresh).unwrap(), b"alice");
+        assert_eq!(old.open(AAD, &fresh), Err(CodecError::Authentication));
+        // Still bound to the cookie name, and a secret never listed fails.
+        assert!(rotated.open(b"other", &sealed_old).is_err());
+        let stranger = SessionCodec::new(b"never-configured-0123456789abcde");
+        assert_eq!(
+            rotated.open(AAD, &stranger.seal(AAD, b"x")),
+            Err(CodecError::Authentication)
+        );
+        // Without previous secrets every value counts as current (no work).
+        assert!(codec().is_current(AAD, &sealed_old));
+        let _ = other;
     }
 
     #[test]

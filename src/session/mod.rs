@@ -5,6 +5,7 @@
 pub mod chunks;
 pub mod codec;
 pub mod cookies;
+pub mod open_cache;
 pub mod redis;
 pub mod store;
 
@@ -49,6 +50,10 @@ pub struct Session {
     /// Hard end of the session (`cookie.expire` after login).
     #[serde(rename = "e")]
     pub expires_at: u64,
+    /// The verified claims, kept only when a `policies[].expression` reads
+    /// `claims` (see `Gate::session_claims`); redacted in `Debug`.
+    #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<Secret<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl Session {
@@ -89,6 +94,7 @@ impl Session {
             refresh_token: keep(v.refresh_token, false),
             refreshed_at: v.refreshed_at,
             expires_at: v.expires_at,
+            claims: v.claims,
         })
     }
 }
@@ -136,6 +142,8 @@ struct SessionView<'a> {
     refreshed_at: u64,
     #[serde(rename = "e")]
     expires_at: u64,
+    #[serde(rename = "x", default)]
+    claims: Option<Secret<serde_json::Map<String, serde_json::Value>>>,
 }
 
 /// A JSON string, borrowed unless it had escapes to undo.
@@ -182,6 +190,7 @@ mod tests {
             refresh_token: Some(Secret::new("refresh".into())),
             refreshed_at: 1000,
             expires_at: 9000,
+            claims: None,
         }
     }
 

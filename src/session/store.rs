@@ -9,12 +9,22 @@ use http::HeaderValue;
 use super::chunks;
 use super::codec::SessionCodec;
 use super::cookies::{CookieAttrs, CookieJar};
-use super::redis::{RedisError, RedisStore};
+use super::redis::{refresh_keys, RedisError, RedisStore};
 use super::{Session, TokenUse};
 use crate::clock::unix_now;
 use crate::config;
 use crate::domain::LogoutTarget;
 use crate::metrics::{Metrics, SessionEvent};
+use crate::oidc::OidcError;
+
+/// How long one replica may hold a refresh lock: longer than the IdP
+/// request's own timeout, so a lock never lapses while its grant runs.
+pub const REFRESH_LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(15);
+/// How long a refresh result stays for replicas still holding the old
+/// refresh token (as the in-process reuse window).
+pub const REFRESH_RESULT_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often a replica waiting for another's refresh looks for its result.
+const REFRESH_POLL: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// Why the session store could not answer. A bad or missing cookie is not an
 /// error (it is "no session"); only an unreachable backend is.
@@ -75,9 +85,13 @@ impl Ticket {
 /// Loads, saves, clears and revokes sessions for the configured store
 /// (`session: cookie` or `session: redis`); built once at start-up.
 pub struct SessionStore {
+    /// Opened cookie sessions by sealed value; `clear()` it when the key
+    /// ring changes.
+    pub open_cache: super::open_cache::OpenCache,
     cookie: config::Cookie,
     codec: Arc<SessionCodec>,
-    redis: Option<RedisStore>,
+    /// Shared with the stores that replace this one on reload.
+    redis: Option<Arc<RedisStore>>,
     metrics: Metrics,
 }
 
@@ -93,9 +107,10 @@ impl SessionStore {
     ) -> Result<Self, RedisError> {
         let redis = match &cfg.session {
             config::Session::Cookie => None,
-            config::Session::Redis(r) => Some(RedisStore::new(r, metrics.clone())?),
+            config::Session::Redis(r) => Some(Arc::new(RedisStore::new(r, metrics.clone())?)),
         };
         Ok(SessionStore {
+            open_cache: super::open_cache::OpenCache::new(),
             cookie: cfg.cookie.clone(),
             codec,
             redis,
@@ -103,9 +118,22 @@ impl SessionStore {
         })
     }
 
+    /// This store with `cfg`'s cookie settings and `codec` (a config
+    /// reload): the Redis client and its connection are kept, so no session
+    /// is lost (`session` itself needs a restart to change).
+    pub fn reconfigured(&self, cfg: &config::Config, codec: Arc<SessionCodec>) -> Self {
+        SessionStore {
+            open_cache: super::open_cache::OpenCache::new(),
+            cookie: cfg.cookie.clone(),
+            codec,
+            redis: self.redis.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+
     /// The Redis backend, when `session: redis` (readiness checks use it).
     pub fn redis(&self) -> Option<&RedisStore> {
-        self.redis.as_ref()
+        self.redis.as_deref()
     }
 
     /// The session the request carries, with every token. A missing,
@@ -129,8 +157,27 @@ impl SessionStore {
         uses: TokenUse,
         now: u64,
     ) -> Result<Option<(Session, Option<Ticket>)>, StoreError> {
-        self.load_with(jar, now, |json| Session::decode_for(json, uses, now).ok())
-            .await
+        // Cookie sessions: the exact sealed value seen before is served from
+        // the open cache (see its module doc); Redis sessions never are.
+        let raw = match self.redis {
+            None => chunks::read_session_cookie(&self.cookie.name, jar),
+            Some(_) => None,
+        };
+        if let Some(hit) = raw.as_deref().and_then(|r| self.open_cache.get(r, now)) {
+            return Ok(Some((Session::clone(&hit), None)));
+        }
+        let found = self
+            .load_with(jar, now, |json| Session::decode_for(json, uses, now).ok())
+            .await?;
+        if let (Some(raw), Some((s, _))) = (raw.as_deref(), &found) {
+            // Served until a refresh falls due (then every token is needed).
+            let until = uses
+                .refresh
+                .map_or(s.expires_at, |d| s.refreshed_at.saturating_add(d.as_secs()));
+            self.open_cache
+                .insert(raw, std::sync::Arc::new(s.clone()), until, now);
+        }
+        Ok(found)
     }
 
     async fn load_with(
@@ -169,6 +216,13 @@ impl SessionStore {
             return Ok(None);
         }
         Ok(Some((session, ticket)))
+    }
+
+    /// The Redis ticket the request's session cookie carries, if it opens.
+    fn ticket_of(&self, jar: &CookieJar<'_>) -> Option<Ticket> {
+        let raw = chunks::read_session_cookie(&self.cookie.name, jar)?;
+        let plain = self.codec.open(self.cookie.name.as_bytes(), &raw).ok()?;
+        Ticket::decode(&plain)
     }
 
     /// The session a Redis ticket points at, read again (after a refresh
@@ -239,6 +293,37 @@ impl SessionStore {
         )))
     }
 
+    /// `Set-Cookie` lines re-sealing the request's session cookie with the
+    /// current `cookie.secret` when only a previous secret opens it (secret
+    /// rotation); none otherwise. The sealed content (the session, or the
+    /// Redis ticket) is carried over byte for byte; `expires_at` (Unix
+    /// seconds) sets the cookie's lifetime.
+    pub fn reseal_if_stale(
+        &self,
+        expires_at: u64,
+        host: &str,
+        jar: &CookieJar<'_>,
+    ) -> Vec<HeaderValue> {
+        let name = self.cookie.name.as_bytes();
+        let Some(raw) = chunks::read_session_cookie(&self.cookie.name, jar) else {
+            return Vec::new();
+        };
+        if self.codec.is_current(name, &raw) {
+            return Vec::new();
+        }
+        let Ok(plain) = self.codec.open(name, &raw) else {
+            return Vec::new();
+        };
+        let value = self.codec.seal(name, &plain);
+        let attrs = self.attrs(host, expires_at);
+        to_header_values(chunks::set_session_cookies(
+            &self.cookie.name,
+            &value,
+            &attrs,
+            jar,
+        ))
+    }
+
     /// Ends a session: its Redis entry (if any) and every cookie chunk.
     pub async fn clear(
         &self,
@@ -246,8 +331,17 @@ impl SessionStore {
         host: &str,
         jar: &CookieJar<'_>,
     ) -> Result<Vec<HeaderValue>, StoreError> {
-        if let (Some(redis), Some(t)) = (&self.redis, ticket) {
-            redis.delete(&t.id).await?;
+        if let Some(redis) = &self.redis {
+            // Without a ticket from the caller (its read of the session
+            // failed), the cookie's own ticket is deleted: a sign-out must
+            // never leave the stored session behind to answer again.
+            let own = match ticket {
+                Some(_) => None,
+                None => self.ticket_of(jar),
+            };
+            if let Some(t) = ticket.or(own.as_ref()) {
+                redis.delete(&t.id).await?;
+            }
         }
         self.metrics.session(SessionEvent::Cleared);
         let attrs = self.attrs(host, 0);
@@ -268,6 +362,104 @@ impl SessionStore {
         }
     }
 
+    /// Runs `redeem` (the `refresh_token` grant for `old`'s refresh token)
+    /// once across every replica sharing this store, and returns its
+    /// refreshed session.
+    ///
+    /// With Redis: a short lock (`SET NX PX`, [`REFRESH_LOCK_TTL`]) keyed by
+    /// a digest of the refresh token; the winner redeems and stores the
+    /// result, sealed with a key derived from the refresh token (so only
+    /// holders of the old session can open it), for [`REFRESH_RESULT_TTL`];
+    /// the others wait for that result and reuse it, making no grant. A
+    /// result no newer than `old` is not reused (an IdP that does not rotate
+    /// refresh tokens must still see each due refresh).
+    ///
+    /// With cookies, where replicas cannot coordinate: `invalid_grant` while
+    /// `old`'s ID token is still unexpired is taken as a lost race (another
+    /// replica spent the rotated refresh token and sent the browser the new
+    /// session) and reported as a transient failure, so the caller keeps the
+    /// still-valid session instead of signing the user out.
+    ///
+    /// # Errors
+    /// The grant's own [`OidcError`]; [`OidcError::Unreachable`] when Redis
+    /// is unavailable or the winner's result did not come within the lock's
+    /// lifetime (the caller keeps the current session and retries later).
+    pub async fn refresh_single_flight<F>(
+        &self,
+        old: &Session,
+        redeem: F,
+    ) -> Result<Session, OidcError>
+    where
+        F: std::future::Future<Output = Result<Session, OidcError>>,
+    {
+        let (Some(redis), Some(rt)) = (&self.redis, old.refresh_token.as_ref()) else {
+            return match redeem.await {
+                Err(OidcError::InvalidGrant) if id_token_unexpired(old, unix_now()) => {
+                    Err(OidcError::Rejected(
+                        "refresh token already redeemed (another replica?); keeping the session"
+                            .into(),
+                    ))
+                }
+                r => r,
+            };
+        };
+        let postponed = |e: RedisError| {
+            OidcError::Unreachable(format!("refresh postponed: session store: {e}"))
+        };
+        let (lock, result) = refresh_keys(rt.expose());
+        let seal_key = refresh_seal_key(rt.expose());
+        let codec = SessionCodec::new(&seal_key);
+        let owner = crate::domain::random::token(16);
+        let deadline = tokio::time::Instant::now() + REFRESH_LOCK_TTL;
+        let mut redeem = Some(redeem);
+        loop {
+            if let Some(sealed) = redis.get_key(&result).await.map_err(postponed)? {
+                let done = codec
+                    .open(result.as_bytes(), &sealed)
+                    .ok()
+                    .and_then(|json| serde_json::from_slice::<Session>(&json).ok())
+                    .filter(|s| s.refreshed_at > old.refreshed_at);
+                if let Some(done) = done {
+                    return Ok(done);
+                }
+            }
+            if redis
+                .try_lock(&lock, &owner, REFRESH_LOCK_TTL)
+                .await
+                .map_err(postponed)?
+            {
+                let Some(redeem) = redeem.take() else {
+                    break;
+                };
+                let outcome = redeem.await;
+                if let Ok(fresh) = &outcome {
+                    let json = serde_json::to_vec(fresh).unwrap_or_default();
+                    // The grant is spent either way: a lost result only
+                    // makes waiting replicas time out and keep their session.
+                    if let Err(e) = redis
+                        .put_key(
+                            &result,
+                            &codec.seal(result.as_bytes(), &json),
+                            REFRESH_RESULT_TTL,
+                        )
+                        .await
+                    {
+                        tracing::warn!(error = %e, "could not share the refresh result");
+                    }
+                }
+                let _ = redis.unlock(&lock, &owner).await;
+                return outcome;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(REFRESH_POLL).await;
+        }
+        Err(OidcError::Unreachable(
+            "refresh postponed: another replica's refresh did not finish".into(),
+        ))
+    }
+
     /// Cookie attributes for this host; `expires_at` 0 means "clearing".
     pub fn attrs(&self, host: &str, expires_at: u64) -> CookieAttrs {
         let mut attrs = CookieAttrs::for_request(&self.cookie, host);
@@ -277,6 +469,43 @@ impl SessionStore {
         }
         attrs
     }
+}
+
+/// The key a refresh result is sealed with: derived from the refresh token
+/// (which only the old session holds), under a label of its own so it is
+/// unrelated to the digest naming the Redis keys.
+fn refresh_seal_key(refresh_token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(
+        [
+            b"authgate refresh result seal\0".as_slice(),
+            refresh_token.as_bytes(),
+        ]
+        .concat(),
+    )
+    .into()
+}
+
+/// Whether the session's ID token (verified at login or the last refresh)
+/// has an `exp` after `now`. The payload is read without verification: it
+/// comes from inside our own sealed session.
+fn id_token_unexpired(session: &Session, now: u64) -> bool {
+    use base64::Engine as _;
+    let Some(token) = &session.id_token else {
+        return false;
+    };
+    let exp = token
+        .expose()
+        .split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok())
+        .and_then(|claims| claims.get("exp").and_then(serde_json::Value::as_u64));
+    exp.is_some_and(|exp| exp > now)
 }
 
 /// `Set-Cookie` strings as header values; a line that is not a valid header

@@ -212,6 +212,7 @@ impl Kit {
             refresh_token: None,
             refreshed_at: now,
             expires_at: now + 3600,
+            claims: None,
         };
         self.cookie_for(&session).await
     }

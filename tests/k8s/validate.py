@@ -46,6 +46,13 @@ import kubernetes_validate
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# A throwaway P-256 key for `authgate check` of `assertion.signing_key_file`;
+# never deployed anywhere.
+DUMMY_ASSERTION_KEY = """-----BEGIN EC PRIVATE KEY-----
+MHcCAQEEIBwv//pWLTEMa6FoNt/ifl98Y8vlRNeg9iPiU2pi5augoAoGCCqGSM49
+AwEHoUQDQgAEQTpgb6qkPJL1DXhe1kWkZ4CR41xR127qx0qF8mREssE4z1oStp5N
+oda7Wjc5azKshYkeYUNgJmhprANomyNIDw==
+-----END EC PRIVATE KEY-----"""
 DEFAULT_ISTIO_CRDS = "../shared/k8s-schemas/istio-crd-all.gen.yaml"
 DEFAULT_K8S_VERSION = "1.30.0"
 
@@ -404,6 +411,8 @@ def prepare_for_check(text: str, workdir: Path) -> tuple[Path, list[str]]:
         # 32 random bytes, base64url without padding: what `authgate secret` prints.
         "secret_file": base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode(),
         "client_secret_file": "dummy-client-secret-for-authgate-check",
+        # A throwaway P-256 key, only ever used for `authgate check` here.
+        "signing_key_file": DUMMY_ASSERTION_KEY,
     }
 
     def rewrite_files(node: Any, dotted: str) -> None:
@@ -461,6 +470,62 @@ def run_authgate_check(binary: Path, text: str) -> tuple[list[str], str]:
 
 
 # === cross-references ==========================================================
+
+
+def check_grafana_jwt(inv: Inventory) -> list[str]:
+    """Every Grafana `[auth.jwt]` section (a ConfigMap's grafana.ini) is on,
+    reads its header from an authgate config in the same namespace whose
+    `assertion.header` is that header, fetches keys from authgate's
+    `/oauth2/jwks.json` on that config's `listen` port, maps email and
+    username claims and takes the role from `groups`."""
+    import configparser
+
+    problems: list[str] = []
+    assertions: dict[str, list[tuple[str, int]]] = {}
+    for doc in inv.of_kind("ConfigMap"):
+        for _, text in authgate_configs(doc):
+            try:
+                cfg = yaml.safe_load(text) or {}
+            except yaml.YAMLError:
+                continue
+            header = ((cfg.get("assertion") or {}).get("header") or "").lower()
+            listen = str((cfg.get("server") or {}).get("listen") or "0.0.0.0:4180")
+            if header:
+                port = int(listen.rsplit(":", 1)[-1])
+                assertions.setdefault(doc.namespace, []).append((header, port))
+    for doc in inv.of_kind("ConfigMap"):
+        ini = (doc.body.get("data") or {}).get("grafana.ini")
+        if not ini:
+            continue
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read_string(ini)
+        except configparser.Error as err:
+            problems.append(f"{doc.label()}: grafana.ini does not parse: {err}")
+            continue
+        if not parser.has_section("auth.jwt"):
+            continue
+        jwt = parser["auth.jwt"]
+        where = f"{doc.label()} [auth.jwt]"
+        if jwt.get("enabled", "false").strip().lower() != "true":
+            problems.append(f"{where}: enabled must be true")
+        for key in ("header_name", "jwk_set_url", "email_claim", "username_claim", "role_attribute_path"):
+            if not jwt.get(key, "").strip():
+                problems.append(f"{where}: {key} is missing")
+        url = urlsplit(jwt.get("jwk_set_url", ""))
+        if url.path != "/oauth2/jwks.json":
+            problems.append(f"{where}: jwk_set_url must be authgate's /oauth2/jwks.json")
+        if "groups" not in jwt.get("role_attribute_path", ""):
+            problems.append(f"{where}: role_attribute_path should map the assertion's groups")
+        header = jwt.get("header_name", "").strip().lower()
+        ports = [p for h, p in assertions.get(doc.namespace, []) if h == header]
+        if not ports:
+            problems.append(
+                f"{where}: no authgate config in namespace {doc.namespace} sets assertion.header {header!r}"
+            )
+        elif url.port not in ports:
+            problems.append(f"{where}: jwk_set_url port {url.port} is not authgate's listen port {ports}")
+    return problems
 
 
 def pod_templates(inv: Inventory) -> list[tuple[Doc, dict[str, Any]]]:
@@ -669,6 +734,7 @@ def main(argv: list[str]) -> int:
         ("volumes name defined ConfigMaps/Secrets and keys", check_volumes(inv)),
         ("VirtualServices route to defined Gateways/Services", check_virtual_services(inv)),
         ("CUSTOM policies and extension providers resolve", check_providers(inv, providers)),
+        ("Grafana [auth.jwt] reads authgate's signed assertion", check_grafana_jwt(inv)),
     ]
     for what, problems in cross:
         report.check(f"cross-reference: {what}", problems)

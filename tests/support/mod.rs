@@ -380,6 +380,25 @@ impl Authgate {
         Self::spawn(dir, &args, cfg.port, cfg.metrics_port)
     }
 
+    /// The config file `run`/`run_yaml`/`start` wrote (rewrite it, then
+    /// send `SIGHUP` to reload).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("authgate.yaml")
+    }
+
+    /// Sends `sig` (e.g. `libc::SIGHUP`) to the process.
+    pub fn signal(&self, sig: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: plain syscall on our own child's pid; no memory involved.
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(rc, 0, "kill({sig}) failed");
+    }
+
+    /// The process id (to inspect its sockets from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
@@ -444,8 +463,10 @@ impl Authgate {
                     if self.metrics_port != 0 {
                         let probes =
                             r#"authgate_requests_total{decision="skipped",listener="proxy"}"#;
+                        // Pingora starts each listener on its own thread: the
+                        // metrics one may still be binding.
                         eventually(READY_DEADLINE, "probes counted", || async {
-                            let m = self.metrics().await;
+                            let m = self.try_metrics().await?;
                             (metric(&m, probes).unwrap_or(0.0) >= answered).then_some(())
                         })
                         .await;
@@ -460,6 +481,20 @@ impl Authgate {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The Prometheus text on `server.metrics`, or None while nothing
+    /// answers 200 there.
+    pub async fn try_metrics(&self) -> Option<String> {
+        let r = client()
+            .get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .send()
+            .await
+            .ok()?;
+        if r.status() != 200 {
+            return None;
+        }
+        r.text().await.ok()
     }
 
     /// The Prometheus text on `server.metrics`.
@@ -792,4 +827,96 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
             .and_then(|rest| rest.strip_prefix(' '))
             .and_then(|v| v.trim().parse().ok())
     })
+}
+
+impl Authgate {
+    /// `authgate run` with `cfg`'s ports but the given YAML (e.g. `cfg.yaml()`
+    /// with a `session:` section added), waiting for `/ready`.
+    pub async fn run_yaml(cfg: &GateConfig, yaml: &str) -> Authgate {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("authgate.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let args: Vec<String> = vec!["run".into(), "--config".into(), path_str(&path)];
+        let mut gate = Self::spawn(dir, &args, cfg.port, cfg.metrics_port);
+        gate.wait_ready().await;
+        gate
+    }
+
+    /// `authgate --log-format json run` with `cfg`'s ports but the given
+    /// YAML, waiting for `/ready`: stderr is one JSON object per line.
+    pub async fn run_yaml_json_logs(cfg: &GateConfig, yaml: &str) -> Authgate {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("authgate.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let args: Vec<String> = vec![
+            "--log-format".into(),
+            "json".into(),
+            "run".into(),
+            "--config".into(),
+            path_str(&path),
+        ];
+        let mut gate = Self::spawn(dir, &args, cfg.port, cfg.metrics_port);
+        gate.wait_ready().await;
+        gate
+    }
+}
+
+/// An OIDC Back-Channel Logout 1.0 logout token for `sub` and/or `sid`,
+/// signed as the IdP of [`TestServer::idp`] / [`demo_idp`] on `idp_port`
+/// would (same key, its published `kid`).
+pub async fn logout_token(idp_port: u16, sub: Option<&str>, sid: Option<&str>) -> String {
+    let jwks: Value = client()
+        .get(format!("http://127.0.0.1:{idp_port}/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kid = jwks["keys"][0]["kid"].as_str().unwrap().to_owned();
+    let mut claims = json!({
+        "iss": format!("http://127.0.0.1:{idp_port}"),
+        "aud": CLIENT_ID,
+        "iat": authgate::clock::unix_now(),
+        "jti": authgate::domain::random::token(16),
+        "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+    });
+    if let Some(sub) = sub {
+        claims["sub"] = json!(sub);
+    }
+    if let Some(sid) = sid {
+        claims["sid"] = json!(sid);
+    }
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some(kid);
+    header.typ = Some("logout+jwt".into());
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(TEST_KEY_PEM.as_bytes()).unwrap();
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+/// POSTs a logout token to `/oauth2/backchannel_logout`; the status.
+pub async fn backchannel_logout(gate: &Authgate, token: &str) -> u16 {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("logout_token", token)
+        .finish();
+    client()
+        .post(gate.url("/oauth2/backchannel_logout"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The claims of a JWT's payload, unverified (a test reading what the IdP
+/// issued, e.g. the `sid` of an ID token the upstream received).
+pub fn jwt_claims(jwt: &str) -> Value {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1).unwrap();
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&json).unwrap()
 }

@@ -1,4 +1,4 @@
-//! Loader tests, from the outside of `config::load_str_with`: defaults,
+//! Loader tests, from the outside of `config::load_str_with_env`: defaults,
 //! YAML and serde problems, `${VAR}`, `_file` twins and the shipped conf
 //! files. Per-section rules are in `sections`, the Redis URL in `redis`.
 
@@ -6,7 +6,6 @@ mod redis;
 mod sections;
 
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -24,18 +23,6 @@ upstreams:
   - path: /
     url: http://127.0.0.1:8080
 ";
-
-/// DNS stand-in: `app.internal` resolves, everything else fails.
-fn fake_dns(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
-    match host {
-        "app.internal" => Ok(vec![SocketAddr::from(([10, 1, 2, 3], port))]),
-        "empty.internal" => Ok(Vec::new()),
-        _ => Err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "no such host",
-        )),
-    }
-}
 
 fn no_env(_: &str) -> Option<String> {
     None
@@ -67,7 +54,7 @@ fn with(extra: &str) -> String {
 }
 
 fn load_ok(yaml: &str) -> Config {
-    match load_str_with(yaml, &no_env, &fake_dns) {
+    match load_str_with_env(yaml, &no_env) {
         Ok(config) => config,
         Err(err) => panic!(
             "expected a valid config, got: {:?}",
@@ -81,7 +68,7 @@ fn problems(yaml: &str) -> Vec<String> {
 }
 
 fn problems_with_env(yaml: &str, env: EnvLookup<'_>) -> Vec<String> {
-    match load_str_with(yaml, env, &fake_dns) {
+    match load_str_with_env(yaml, env) {
         Ok(_) => panic!("expected problems, config loaded"),
         Err(err) => err.lines().collect(),
     }
@@ -326,7 +313,7 @@ upstreams: [ { path: /, url: 'http://127.0.0.1:${APP_PORT}' } ]
 authorization: { api_routes: ['^/api$'] }
 ",
     );
-    let c = load_str_with(&yaml, &env, &fake_dns).unwrap();
+    let c = load_str_with_env(&yaml, &env).unwrap();
     assert_eq!(c.provider.client_secret.expose(), "s#cret: with yaml chars");
     assert!(!c.cookie.secure);
     assert_eq!(c.upstreams[0].addr.port(), 9090);

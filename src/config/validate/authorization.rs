@@ -102,7 +102,7 @@ impl Validator {
         Some(Route { method, path })
     }
 
-    fn path_regex(&mut self, key: &str, pattern: &str) -> Option<Regex> {
+    pub(super) fn path_regex(&mut self, key: &str, pattern: &str) -> Option<Regex> {
         if pattern.is_empty() {
             self.problem(key, "regex must not be empty (it would match every path)");
             return None;

@@ -1,5 +1,6 @@
-//! `cookie`: the name (RFC 6265 token and prefix rules), the secret (raw or
-//! base64, 16/24/32 bytes), attributes, and expire/refresh.
+//! `cookie`: the name (RFC 6265 token and prefix rules), the secret and the
+//! previous secrets (raw or base64, 16/24/32 bytes), attributes, and
+//! expire/refresh.
 
 use std::time::Duration;
 
@@ -40,6 +41,8 @@ impl Validator {
                     })
                     .ok()
             });
+
+        let previous = self.previous_cookie_secrets(&c);
 
         let domains = self.text_list("cookie.domains", &c.domains, true);
         if !c.path.starts_with('/') {
@@ -82,6 +85,7 @@ impl Validator {
         Some(Cookie {
             name: c.name,
             secret: Secret::new(secret?),
+            previous_secrets: previous?,
             domains: domains?,
             path: c.path,
             secure: c.secure,
@@ -90,6 +94,65 @@ impl Validator {
             expire: expire?,
             refresh: refresh?,
         })
+    }
+
+    /// `cookie.previous_secrets` and the lines of
+    /// `cookie.previous_secrets_file` (blank lines ignored), each decoded
+    /// like `cookie.secret`; problems are named by list index or file line.
+    fn previous_cookie_secrets(&mut self, c: &CookieFile) -> Option<Vec<Secret<Vec<u8>>>> {
+        let mut texts: Vec<(String, String)> = c
+            .previous_secrets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                (
+                    format!("cookie.previous_secrets[{i}]"),
+                    t.trim().to_string(),
+                )
+            })
+            .collect();
+        let file = c.previous_secrets_file.trim();
+        if !file.is_empty() {
+            match std::fs::read_to_string(file) {
+                Ok(content) => texts.extend(
+                    content
+                        .lines()
+                        .enumerate()
+                        .filter(|(_, l)| !l.trim().is_empty())
+                        .map(|(n, l)| {
+                            let key = format!("cookie.previous_secrets_file (line {})", n + 1);
+                            (key, l.trim().to_string())
+                        }),
+                ),
+                Err(err) => {
+                    self.problem(
+                        "cookie.previous_secrets_file",
+                        format!("cannot read {file}: {err}"),
+                    );
+                    return None;
+                }
+            }
+        }
+        let mut ok = true;
+        let mut secrets = Vec::with_capacity(texts.len());
+        for (key, text) in texts {
+            if text.is_empty() {
+                self.problem(&key, "must not be empty");
+                ok = false;
+                continue;
+            }
+            match decode_cookie_secret(&text) {
+                Ok(bytes) => secrets.push(Secret::new(bytes)),
+                Err(got) => {
+                    self.problem(
+                        &key,
+                        format!("must decode to 16, 24 or 32 bytes, got {got}"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(secrets)
     }
 
     /// RFC 6265 cookie-name is an RFC 7230 token; browsers also enforce the

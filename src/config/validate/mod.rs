@@ -2,13 +2,16 @@
 //! by dotted key, its scalar checks (text, URLs, addresses, files, secrets),
 //! and the walk over the sections, each in its own module.
 
+mod assertion;
 mod authorization;
 pub(super) mod cookie;
 mod headers;
+mod policies;
 mod provider;
 mod redirect;
 mod server;
 pub(super) mod session;
+mod telemetry;
 pub(super) mod upstreams;
 
 use std::net::{IpAddr, SocketAddr};
@@ -21,7 +24,9 @@ use url::Url;
 use super::duration::parse_duration;
 use super::error::Problem;
 use super::file::FileConfig;
-use super::model::{Authorization, Cookie, Headers, Provider, Redirect, Server, Session};
+use super::model::{
+    Assertion, Authorization, Cookie, Headers, Policies, Provider, Redirect, Server, Session,
+};
 use upstreams::PendingUpstream;
 
 /// Everything but the upstreams' addresses, which need DNS.
@@ -30,6 +35,8 @@ pub(super) struct Staged {
     pub(super) parts: Option<Parts>,
     /// Upstreams that passed the static checks, awaiting resolution.
     pub(super) upstreams: Vec<PendingUpstream>,
+    /// `telemetry`; None when it had a problem (recorded).
+    pub(super) telemetry: Option<super::model::Telemetry>,
 }
 
 /// The validated sections that need no network.
@@ -41,6 +48,8 @@ pub(super) struct Parts {
     pub(super) authorization: Authorization,
     pub(super) redirect: Redirect,
     pub(super) headers: Headers,
+    pub(super) policies: Policies,
+    pub(super) assertion: Option<Assertion>,
 }
 
 /// The one collector of problems, by dotted key, shared by every section's
@@ -72,6 +81,8 @@ impl Validator {
             .is_some_and(|s| s.ext_authz_http.is_some() || s.ext_authz_grpc.is_some());
         let upstreams = self.upstreams(file.upstreams, ext_authz_only);
         let headers = self.headers(file.headers);
+        let policies = self.policies(&file.policies);
+        let assertion = self.assertion(&file.assertion);
         let parts = match (
             server,
             provider,
@@ -80,6 +91,8 @@ impl Validator {
             authorization,
             redirect,
             headers,
+            policies,
+            assertion,
         ) {
             (
                 Some(server),
@@ -89,6 +102,8 @@ impl Validator {
                 Some(authorization),
                 Some(redirect),
                 Some(headers),
+                Some(policies),
+                Some(assertion),
             ) => Some(Parts {
                 server,
                 provider,
@@ -97,10 +112,17 @@ impl Validator {
                 authorization,
                 redirect,
                 headers,
+                policies,
+                assertion,
             }),
             _ => None,
         };
-        Staged { parts, upstreams }
+        let telemetry = self.telemetry(&file.telemetry);
+        Staged {
+            parts,
+            upstreams,
+            telemetry,
+        }
     }
 
     // === Scalar checks shared by the sections ===

@@ -93,13 +93,37 @@ impl Validator {
     pub(super) fn session(&mut self, s: SessionFile) -> Option<Session> {
         match s.store.trim().to_ascii_lowercase().as_str() {
             "cookie" => Some(Session::Cookie),
-            "redis" => match parse_redis_url(&s.redis.url) {
-                Ok(redis) => Some(Session::Redis(redis)),
-                Err(err) => {
-                    self.problem("session.redis.url", err.to_string());
-                    None
+            "redis" => {
+                let sentinel_password = self.secret_twin(
+                    "session.redis.sentinel_password",
+                    &s.redis.sentinel_password,
+                    "session.redis.sentinel_password_file",
+                    &s.redis.sentinel_password_file,
+                );
+                let redis = match parse_redis_url(&s.redis.url) {
+                    Ok(redis) => redis,
+                    Err(err) => {
+                        self.problem("session.redis.url", err.to_string());
+                        return None;
+                    }
+                };
+                let sentinel_password = sentinel_password?;
+                if !sentinel_password.is_empty()
+                    && !matches!(redis.topology, RedisTopology::Sentinel { .. })
+                {
+                    // A password that would be silently ignored is a mistake.
+                    self.problem(
+                        "session.redis.sentinel_password",
+                        "only applies to a redis+sentinel:// URL",
+                    );
+                    return None;
                 }
-            },
+                Some(Session::Redis(Redis {
+                    sentinel_password: (!sentinel_password.is_empty())
+                        .then(|| Secret::new(sentinel_password)),
+                    ..redis
+                }))
+            }
             _ => {
                 self.problem("session.store", "must be cookie or redis");
                 None
@@ -151,6 +175,7 @@ fn single(text: &str, tls: bool) -> Result<Redis, RedisUrlError> {
         username,
         password,
         protocol,
+        sentinel_password: None,
     })
 }
 
@@ -174,6 +199,7 @@ fn unix(text: &str) -> Result<Redis, RedisUrlError> {
         username: q.user,
         password: q.pass.map(Secret::new),
         protocol: q.protocol,
+        sentinel_password: None,
     })
 }
 
@@ -249,6 +275,7 @@ fn multi(rest: &str, tls: bool, sentinel: bool) -> Result<Redis, RedisUrlError> 
         username,
         password,
         protocol,
+        sentinel_password: None,
     })
 }
 
@@ -326,4 +353,67 @@ fn query(url: &Url, allowed: &[&str], listed: &'static str) -> Result<Query, Red
         }
     }
     Ok(q)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{self, Problem, Session};
+
+    fn load(redis: &str) -> Result<config::Redis, Vec<Problem>> {
+        let yaml = format!(
+            "provider: {{ issuer_url: 'https://idp.example.com', client_id: a }}\n\
+             cookie: {{ secret: 0123456789abcdef }}\n\
+             upstreams: [ {{ path: /, url: 'http://127.0.0.1:8080' }} ]\n\
+             session: {{ store: redis, redis: {{ {redis} }} }}\n"
+        );
+        match config::load_str_with_env(&yaml, &|_| None) {
+            Ok(cfg) => match cfg.session {
+                Session::Redis(r) => Ok(r),
+                Session::Cookie => panic!("cookie store"),
+            },
+            Err(e) => Err(e.problems().to_vec()),
+        }
+    }
+
+    const SENTINEL: &str = "url: 'redis+sentinel://:m@s1:26379,s2:26379/mymaster/0'";
+
+    #[test]
+    fn sentinel_password_is_kept_apart_from_the_masters() {
+        let r = load(&format!("{SENTINEL}, sentinel_password: sp")).unwrap();
+        assert_eq!(
+            r.sentinel_password.as_ref().map(|p| p.expose().as_str()),
+            Some("sp")
+        );
+        assert_eq!(r.password.as_ref().map(|p| p.expose().as_str()), Some("m"));
+        assert!(load(SENTINEL).unwrap().sentinel_password.is_none());
+    }
+
+    #[test]
+    fn sentinel_password_file_is_read_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sp");
+        std::fs::write(&path, "from-file\n").unwrap();
+        let r = load(&format!(
+            "{SENTINEL}, sentinel_password_file: '{}'",
+            path.display()
+        ))
+        .unwrap();
+        assert_eq!(
+            r.sentinel_password.as_ref().map(|p| p.expose().as_str()),
+            Some("from-file")
+        );
+        let both = load(&format!(
+            "{SENTINEL}, sentinel_password: x, sentinel_password_file: '{}'",
+            path.display()
+        ))
+        .unwrap_err();
+        assert_eq!(both[0].key, "session.redis.sentinel_password_file");
+    }
+
+    #[test]
+    fn sentinel_password_without_sentinels_is_refused() {
+        let p = load("url: 'redis://h:6379/0', sentinel_password: sp").unwrap_err();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].key, "session.redis.sentinel_password");
+    }
 }

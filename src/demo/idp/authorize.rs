@@ -8,7 +8,7 @@ use base64::Engine as _;
 use http::{Response, StatusCode};
 use url::Url;
 
-use super::pages::{bad_request_page, error_redirect, html_page, redirect_with};
+use super::pages::{bad_request_page, error_redirect, html_page, redirect_with, Challenge};
 use super::token::CodeGrant;
 use super::users::check_password;
 use super::{is_loopback_http, DemoClient, DemoIdp, Params};
@@ -194,7 +194,11 @@ and <code>bob</code> / <code>bob</code> (group users).</p>\n\
             user = html_escape::encode_double_quoted_attribute(username),
             client = html_escape::encode_safe(&req.client_id),
         );
-        html_page(status, "Sign in - authgate demo IdP", &body)
+        let page = html_page(status, "Sign in - authgate demo IdP", &body);
+        if status == StatusCode::UNAUTHORIZED {
+            return Challenge::LoginForm.apply(page);
+        }
+        page
     }
 }
 

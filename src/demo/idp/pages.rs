@@ -6,6 +6,48 @@ use http::{Response, StatusCode};
 use serde_json::Value;
 use url::Url;
 
+/// RFC 9110 §15.5.2: every 401 carries a `WWW-Authenticate` challenge. The
+/// challenge for each of the provider's 401s, all in the realm
+/// `authgate-demo` (RFC 9110 §11.5):
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Challenge {
+    /// The token endpoint's `invalid_client` (RFC 6749 §5.2): `Basic`, the
+    /// one header scheme it takes (client_secret_basic), also when the
+    /// client tried client_secret_post or nothing, so it learns the scheme.
+    ClientBasic,
+    /// Userinfo without a bearer credential (RFC 6750 §3, §3.1: no error
+    /// code when the request carried no authentication).
+    Bearer,
+    /// Userinfo with a bearer token it refuses (RFC 6750 §3.1).
+    BearerInvalidToken,
+    /// The login form re-shown after a wrong password. HTML form logins
+    /// have no registered scheme, and `Basic` would make the browser put
+    /// its own password dialog over the form, so the challenge names the
+    /// form; browsers ignore schemes they do not know and show the page.
+    LoginForm,
+}
+
+impl Challenge {
+    /// The `WWW-Authenticate` value.
+    pub(super) fn header_value(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Challenge::ClientBasic => "Basic realm=\"authgate-demo\", charset=\"UTF-8\"",
+            Challenge::Bearer => "Bearer realm=\"authgate-demo\"",
+            Challenge::BearerInvalidToken => {
+                "Bearer realm=\"authgate-demo\", error=\"invalid_token\""
+            }
+            Challenge::LoginForm => "FormBased realm=\"authgate-demo\"",
+        })
+    }
+
+    /// Puts the challenge on `resp` (a 401).
+    pub(super) fn apply(self, mut resp: Response<Vec<u8>>) -> Response<Vec<u8>> {
+        resp.headers_mut()
+            .insert(http::header::WWW_AUTHENTICATE, self.header_value());
+        resp
+    }
+}
+
 fn with_headers(
     status: StatusCode,
     body: Vec<u8>,

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use http::header::{HeaderMap, AUTHORIZATION};
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::pages::json_response;
+use super::pages::{json_response, Challenge};
 use super::users::User;
 use super::{parse_params, DemoClient, DemoIdp, Params};
 
@@ -94,10 +94,6 @@ impl DemoIdp {
     /// `POST /token`: authenticates the client, then runs its grant.
     pub(super) fn token(&self, headers: &HeaderMap, body: &[u8]) -> Response<Vec<u8>> {
         self.inner.token_requests.fetch_add(1, Ordering::Relaxed);
-        let basic = headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.len() >= 6 && v[..6].eq_ignore_ascii_case("basic "));
         let result = parse_params(body)
             .map_err(|_| TokenError::InvalidRequest)
             .and_then(|p| {
@@ -111,7 +107,7 @@ impl DemoIdp {
             });
         match result {
             Ok(v) => json_response(StatusCode::OK, &v),
-            Err(e) => token_error_response(e, basic),
+            Err(e) => token_error_response(e),
         }
     }
 
@@ -294,15 +290,14 @@ pub(super) fn parse_basic(encoded: &str) -> Option<(String, String)> {
     Some((decode(id)?, decode(secret)?))
 }
 
-/// An RFC 6749 5.2 error answer; a failed Basic authentication also gets
-/// the `WWW-Authenticate` challenge RFC 6749 5.2 asks for.
-fn token_error_response(e: TokenError, basic_attempted: bool) -> Response<Vec<u8>> {
-    let mut resp = json_response(e.status(), &json!({"error": e.to_string()}));
-    if e == TokenError::InvalidClient && basic_attempted {
-        resp.headers_mut().insert(
-            WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"authgate-demo\""),
-        );
+/// An RFC 6749 §5.2 error answer. Its one 401, `invalid_client`, carries
+/// the `Basic` challenge whichever way the client tried (RFC 6749 §5.2
+/// requires it after a failed `Authorization: Basic`; RFC 9110 §15.5.2
+/// requires a challenge on every 401).
+fn token_error_response(e: TokenError) -> Response<Vec<u8>> {
+    let resp = json_response(e.status(), &json!({"error": e.to_string()}));
+    if e.status() == StatusCode::UNAUTHORIZED {
+        return Challenge::ClientBasic.apply(resp);
     }
     resp
 }

@@ -1,19 +1,20 @@
 //! The userinfo endpoint (OIDC Core 5.3): the profile claims for a bearer
 //! access token of this provider.
 
-use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use http::header::{HeaderMap, AUTHORIZATION};
 use http::{Response, StatusCode};
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{json, Value};
 
-use super::pages::json_response;
+use super::pages::{json_response, Challenge};
 use super::token::ACCESS_TOKEN_TYP;
 use super::users::{find_user_by_sub, User};
 use super::DemoIdp;
 
 impl DemoIdp {
     /// `GET` or `POST /userinfo` with `Authorization: Bearer <access token>`;
-    /// anything else is 401 `invalid_token` (RFC 6750 3.1).
+    /// anything else is 401 with a `Bearer` challenge (RFC 6750 §3): plain
+    /// when no bearer token came, `error="invalid_token"` for a refused one.
     pub(super) fn userinfo(&self, headers: &HeaderMap) -> Response<Vec<u8>> {
         let token = headers
             .get(AUTHORIZATION)
@@ -23,13 +24,13 @@ impl DemoIdp {
             });
         let user = token.and_then(|t| self.verify_access_token(t));
         let Some(user) = user else {
-            let mut resp =
-                json_response(StatusCode::UNAUTHORIZED, &json!({"error": "invalid_token"}));
-            resp.headers_mut().insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
-            );
-            return resp;
+            let challenge = if token.is_some() {
+                Challenge::BearerInvalidToken
+            } else {
+                Challenge::Bearer
+            };
+            let resp = json_response(StatusCode::UNAUTHORIZED, &json!({"error": "invalid_token"}));
+            return challenge.apply(resp);
         };
         let mut claims = serde_json::Map::new();
         user.profile_claims(&mut claims);

@@ -19,5 +19,6 @@ mod service;
 #[cfg(test)]
 mod tests;
 
+pub use request::admit_check;
 pub use response::{INVALID_ARGUMENT, OK, PERMISSION_DENIED, UNAUTHENTICATED, UNAVAILABLE};
 pub use service::{ExtAuthzGrpc, GrpcService};

@@ -8,6 +8,8 @@ use envoy_types::ext_authz::v3::pb::{Address, CheckRequest};
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::authz::{admit, Listener, Received, Reply, RequestView, Trust};
+
 /// The original request's facts, borrowed from a `CheckRequest`, with its
 /// headers as a `HeaderMap`.
 pub(super) struct CheckedRequest<'r> {
@@ -17,6 +19,42 @@ pub(super) struct CheckedRequest<'r> {
     pub scheme: &'r str,
     pub headers: HeaderMap,
     pub client_ip: Option<IpAddr>,
+}
+
+impl CheckedRequest<'_> {
+    /// What the request edge receives for this check: the service and
+    /// [`admit_check`] hand `admit` exactly this.
+    pub(super) fn received(&self) -> Received<'_> {
+        Received {
+            listener: Listener::ExtAuthzGrpc,
+            method: &self.method,
+            target: self.path.as_bytes(),
+            authority: &self.host,
+            scheme: Some(self.scheme).filter(|s| !s.is_empty()),
+            headers: &self.headers,
+            client_ip: self.client_ip,
+            path_prefix: "",
+        }
+    }
+}
+
+/// The wire → view conversion of the check service alone, without a
+/// decision: reads `req` and admits it at the request edge as `Check` does
+/// (`Trust::Caller`), then hands `with` the [`RequestView`] the decision
+/// would read, or the edge's own answer (400 bad target, 431 too large).
+/// `None` when the check has no HTTP attributes (the service's 403).
+///
+/// Public for the `grpc_check` fuzz target and its corpus replay
+/// (`fuzz/`, `tests/fuzz_corpus.rs`); never panics on any `CheckRequest`.
+pub fn admit_check<T>(
+    req: &CheckRequest,
+    with: impl FnOnce(Result<RequestView<'_>, Reply>) -> T,
+) -> Option<T> {
+    let checked = read(req)?;
+    Some(match admit(checked.received(), Trust::Caller) {
+        Ok(admitted) => with(Ok(admitted.view())),
+        Err(reply) => with(Err(reply)),
+    })
 }
 
 /// The HTTP attributes of a check, or `None` when it has none (Istio's TCP

@@ -165,6 +165,7 @@ mod tests {
         crate::config::Cookie {
             name: "_oauth2_proxy".into(),
             secret: crate::domain::Secret::new(vec![0; 32]),
+            previous_secrets: Vec::new(),
             domains: domains.iter().map(|d| d.to_string()).collect(),
             path: "/".into(),
             secure: true,

@@ -12,7 +12,7 @@ const CLIENT_SECRET = 'authgate-e2e-client-secret-0123456789';
 
 /** The IdP's users: password = username. */
 const USERS = {
-  alice: { password: 'alice', email: 'alice@example.com', email_verified: true, groups: ['admins', 'devs'], name: 'Alice Admin' },
+  alice: { password: 'alice', email: 'alice@example.com', email_verified: true, groups: ['admins', 'devs'], name: 'Alice Admin', realmRoles: ['prom-admin'] },
   bob: { password: 'bob', email: 'bob@example.com', email_verified: true, groups: ['users'], name: 'Bob User' },
   carol: { password: 'carol', email: 'carol@example.com', email_verified: false, groups: ['admins'], name: 'Carol Unverified' },
 };
@@ -105,6 +105,8 @@ async function startIdp(o) {
             preferred_username: id,
             name: u.name,
             groups: [...u.groups],
+            // Keycloak's shape for realm roles (policies.test.js reads it).
+            realm_access: { roles: [...(u.realmRoles || [])] },
           };
         },
       };
@@ -113,7 +115,7 @@ async function startIdp(o) {
       openid: ['sub'],
       email: ['email', 'email_verified'],
       profile: ['preferred_username', 'name'],
-      groups: ['groups'],
+      groups: ['groups', 'realm_access'],
     },
     scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
     conformIdTokenClaims: false,

@@ -133,6 +133,10 @@ fn bad_password_reshows_the_form_with_401_and_no_code() {
     for (user, pw) in [("alice", "bob"), ("alice", ""), ("mallory", "mallory")] {
         let r = login_as(&idp, user, pw);
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        // RFC 9110 §15.5.2: a challenge, and not Basic (the browser would
+        // put its own dialog over the form).
+        let challenge = r.headers()[WWW_AUTHENTICATE].to_str().unwrap();
+        assert_eq!(challenge, "FormBased realm=\"authgate-demo\"");
         assert!(r.headers().get(LOCATION).is_none());
         let b = body_str(&r);
         assert!(b.contains("Invalid username or password."));

@@ -181,6 +181,10 @@ fn client_authentication_failures_are_invalid_client_401() {
     let none = token(&idp, &HeaderMap::new(), &grant);
     assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(error_of(&none), "invalid_client");
+    assert_eq!(
+        basic_challenge(&none),
+        "Basic realm=\"authgate-demo\", charset=\"UTF-8\""
+    );
 
     let mut post_wrong = grant.to_vec();
     post_wrong.extend([("client_id", "authgate"), ("client_secret", "nope")]);
@@ -188,6 +192,9 @@ fn client_authentication_failures_are_invalid_client_401() {
         error_of(&token(&idp, &HeaderMap::new(), &post_wrong)),
         "invalid_client"
     );
+    let post_wrong = token(&idp, &HeaderMap::new(), &post_wrong);
+    assert_eq!(post_wrong.status(), StatusCode::UNAUTHORIZED);
+    basic_challenge(&post_wrong);
 
     let mut id_only = grant.to_vec();
     id_only.push(("client_id", "authgate"));
@@ -300,4 +307,44 @@ fn expired_grants_are_pruned() {
         .expires = Instant::now() - Duration::from_secs(1);
     let _ = code_for(&idp, "bob");
     assert!(!idp.inner.grants.lock().codes.contains_key(&code));
+}
+
+/// The `WWW-Authenticate` of a token-endpoint 401: present, and `Basic`
+/// (RFC 6749 §5.2), whichever client authentication was tried.
+fn basic_challenge(r: &Response<Vec<u8>>) -> String {
+    let v = r
+        .headers()
+        .get(WWW_AUTHENTICATE)
+        .expect("a 401 carries a challenge")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(v.starts_with("Basic realm="), "{v}");
+    v
+}
+
+#[test]
+fn every_token_endpoint_401_carries_the_basic_challenge_and_other_errors_none() {
+    let idp = idp();
+    let code = code_for(&idp, "alice");
+    let grant = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+    let unknown = token(&idp, &basic("nobody", SECRET), &grant);
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+    basic_challenge(&unknown);
+    let mut id_only = grant.to_vec();
+    id_only.push(("client_id", "authgate"));
+    let id_only = token(&idp, &HeaderMap::new(), &id_only);
+    assert_eq!(id_only.status(), StatusCode::UNAUTHORIZED);
+    basic_challenge(&id_only);
+    // A 400 (here a spent code) is not an authentication failure.
+    let ok = token(&idp, &basic("authgate", SECRET), &grant);
+    assert_eq!(ok.status(), StatusCode::OK);
+    let spent = token(&idp, &basic("authgate", SECRET), &grant);
+    assert_eq!(spent.status(), StatusCode::BAD_REQUEST);
+    assert!(spent.headers().get(WWW_AUTHENTICATE).is_none());
 }

@@ -46,3 +46,26 @@ fn userinfo_refuses_tampered_access_tokens() {
     let r = idp.handle(&Method::GET, "/userinfo", &bearer(&forged), b"");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[test]
+fn userinfo_401s_carry_the_rfc_6750_bearer_challenge() {
+    let idp = idp();
+    let challenge = |h: &HeaderMap| {
+        let r = idp.handle(&Method::GET, "/userinfo", h, b"");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        r.headers()[WWW_AUTHENTICATE].to_str().unwrap().to_owned()
+    };
+    // No credentials: no error code (RFC 6750 §3.1).
+    assert_eq!(
+        challenge(&HeaderMap::new()),
+        "Bearer realm=\"authgate-demo\""
+    );
+    let mut basic = HeaderMap::new();
+    basic.insert(AUTHORIZATION, HeaderValue::from_static("Basic YTpi"));
+    assert_eq!(challenge(&basic), "Bearer realm=\"authgate-demo\"");
+    // A token presented and refused.
+    assert_eq!(
+        challenge(&bearer("garbage")),
+        "Bearer realm=\"authgate-demo\", error=\"invalid_token\""
+    );
+}

@@ -1,0 +1,5 @@
+//! Fuzz target `path`: the body is `authgate_fuzz::path_normalize` (shared with the
+//! corpus replay in `tests/fuzz_corpus.rs`).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| authgate_fuzz::path_normalize(data));
