@@ -159,22 +159,7 @@ impl TestServer {
     /// faults) on `issuer_port` and relays to this one.
     pub async fn idp_behind(issuer_port: u16) -> TestServer {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-        let issuer = url::Url::parse(&format!("http://127.0.0.1:{issuer_port}")).unwrap();
-        let key = {
-            use rsa::pkcs8::DecodePrivateKey as _;
-            rsa::RsaPrivateKey::from_pkcs8_pem(TEST_KEY_PEM).unwrap()
-        };
-        let idp = DemoIdp::new_with_key(
-            issuer,
-            vec![DemoClient {
-                client_id: CLIENT_ID.into(),
-                client_secret: CLIENT_SECRET.into(),
-                redirect_uris: vec![],
-            }],
-            key,
-        )
-        .unwrap();
-        Self::start_on(listener, idp.handler())
+        Self::serve_idp(listener, &demo_idp(issuer_port))
     }
 
     /// The embedded development IdP (`authgate::demo::idp::DemoIdp`) with
@@ -183,22 +168,7 @@ impl TestServer {
     pub async fn idp() -> TestServer {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let issuer = url::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
-        let key = {
-            use rsa::pkcs8::DecodePrivateKey as _;
-            rsa::RsaPrivateKey::from_pkcs8_pem(TEST_KEY_PEM).unwrap()
-        };
-        let idp = DemoIdp::new_with_key(
-            issuer,
-            vec![DemoClient {
-                client_id: CLIENT_ID.into(),
-                client_secret: CLIENT_SECRET.into(),
-                redirect_uris: vec![],
-            }],
-            key,
-        )
-        .unwrap();
-        Self::start_on(listener, idp.handler())
+        Self::serve_idp(listener, &demo_idp(port))
     }
 }
 
