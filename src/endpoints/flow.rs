@@ -60,6 +60,10 @@ struct Flow {
     redirect_uri: String,
     #[serde(rename = "e")]
     expires_at: u64,
+    /// When the flow started (Unix µs): which of a browser's flows is the
+    /// oldest when several start within one second. 0 in older cookies.
+    #[serde(rename = "t", default)]
+    started_us: u64,
     /// The callback refused the account: the cookie only marks this browser
     /// as the one that finished the flow, so a reload starts over.
     #[serde(rename = "x", default, skip_serializing_if = "is_false")]
@@ -202,17 +206,19 @@ impl Gate {
     fn evict_flows(&self, jar: &CookieJar<'_>, host: &str) -> Vec<HeaderValue> {
         let prefix = format!("{}_csrf", self.cfg.cookie.name);
         let now = unix_now();
-        let mut live: Vec<(u64, &str, Flow)> = Vec::new();
+        let mut live: Vec<(&str, Flow)> = Vec::new();
         let mut clear: Vec<&str> = Vec::new();
         for (name, raw) in jar.iter().filter(|(n, _)| n.starts_with(&prefix)) {
             match self.open_flow(name, raw) {
-                Some(f) if f.expires_at > now && !f.spent => live.push((f.expires_at, name, f)),
+                Some(f) if f.expires_at > now && !f.spent => live.push((name, f)),
                 _ => clear.push(name),
             }
         }
-        live.sort_unstable_by_key(|(at, _, _)| *at);
+        // Oldest first. `expires_at` is in whole seconds: flows started in
+        // the same second (restored tabs) would tie and evict in any order.
+        live.sort_unstable_by_key(|(_, f)| (f.expires_at, f.started_us));
         let excess = (live.len() + 1).saturating_sub(MAX_PENDING_FLOWS);
-        for (_, name, f) in live.iter().take(excess) {
+        for (name, f) in live.iter().take(excess) {
             // Its callback may still come (a tab still at the IdP): it then
             // starts over toward the same target instead of failing.
             self.pending
@@ -274,6 +280,7 @@ impl Gate {
             stored,
             redirect_uri,
             expires_at: unix_now() + FLOW_TTL.as_secs(),
+            started_us: crate::clock::unix_now_micros(),
             spent: false,
         };
         let name = flow_cookie_name(&self.cfg.cookie.name, &flow.state);
