@@ -4,17 +4,17 @@
 //! query string, cookie or token anywhere on stderr; `/ping` and `/ready`
 //! left out; an incoming `traceparent`'s trace id carried.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::support::{Authgate, GateConfig, Jar, TestServer};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::{
     attribute_context, AttributeContext, CheckRequest,
 };
 use serde_json::Value;
-use support::{Authgate, GateConfig, Jar, TestServer};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";

@@ -1,12 +1,10 @@
 //! The command line as users run it: `check` (Redis URLs included),
 //! `secret`, `--version`, and `run` refusing a bad config.
 
-mod support;
-
 use std::process::{Command, Output};
 
+use crate::support::{conf_dir, BIN};
 use base64::Engine as _;
-use support::{conf_dir, BIN};
 
 fn authgate(args: &[&str]) -> Output {
     Command::new(BIN)

@@ -3,12 +3,10 @@
 //! (that route answers 502, counted; the others serve), and host names that
 //! do resolve are used from the first request.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use support::{bin, client, eventually, metric, Authgate, GateConfig, TestServer};
+use crate::support::{bin, client, eventually, metric, Authgate, GateConfig, TestServer};
 
 /// RFC 6761: `.invalid` never resolves, on any network.
 const NOWHERE: &str = "http://upstream.nowhere.invalid:3000";

@@ -10,14 +10,14 @@
 //! - `/oauth2/sign_in?rd=…` starts the login like `/oauth2/start` (the
 //!   nginx and Caddy configurations oauth2-proxy documents).
 
-mod support;
+use crate::support;
 
+use crate::support::{Authgate, GateConfig, Jar, TestServer};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{
     attribute_context, AttributeContext, CheckRequest,
 };
-use support::{Authgate, GateConfig, Jar, TestServer};
 
 /// Request headers as (name, value) pairs.
 type Headers<'a> = Vec<(&'a str, &'a str)>;

@@ -4,16 +4,16 @@
 //! the upstream would see after Envoy applies an allow never carries a forged
 //! identity. Runs the real binary against the demo IdP served in-process.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 
+use crate::support::{Authgate, GateConfig, TestServer, IDENTITY};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{
     attribute_context, AttributeContext, CheckRequest, CheckResponse,
 };
-use support::{Authgate, GateConfig, TestServer, IDENTITY};
 use tonic::transport::Channel;
 
 const SPOOFED_EMAIL: &str = "evil@evil.test";

@@ -6,8 +6,6 @@
 //! process stays up, other users are served promptly, and nothing authgate
 //! printed contains a token, a cookie value or the client secret.
 
-mod support;
-
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -18,7 +16,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
-use support::*;
+use crate::support::*;
 
 /// authgate's deadline for a connection's first request head
 /// (`src/proxy/head_deadline.rs`).

@@ -5,9 +5,7 @@
 //! logins; every login lands on its own URL; a refused account sees who is
 //! signed in and a way to another account; a reloaded callback starts over.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 struct World {
     _idp: TestServer,

@@ -5,11 +5,9 @@
 //! binary, the test playing the caller from 127.0.0.1, trusted
 //! (`server.trusted_proxies`) or not.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 /// The rules every test here runs with.
 fn rules() -> Vec<String> {

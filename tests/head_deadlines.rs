@@ -7,15 +7,13 @@
 //! An idle kept-alive connection itself is not a head: it is still served
 //! after idling past the deadline (`src/proxy/head_deadline.rs`).
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use support::*;
+use crate::support::*;
 
 /// authgate's request-head deadline (`src/proxy/head_deadline.rs`).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);

@@ -4,17 +4,17 @@
 //! (one fetch for every login waiting on it), while bearer tokens, which
 //! clients choose, stay behind the refetch rate limit.
 
-mod support;
+use crate::support;
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use support::{
+use crate::support::{
     client, demo_idp, echo_json, free_port, get, login, metric, Authgate, GateConfig, Jar,
     TestServer,
 };
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use tokio::net::TcpListener;
 
 /// authgate refetches keys for bearer tokens at most this often

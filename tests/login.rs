@@ -2,10 +2,8 @@
 //! IdP (alice/alice in admins+devs, bob/bob in users), an echo upstream, and a
 //! client that handles cookies and redirects by hand like a browser would.
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 struct World {
     idp: TestServer,

@@ -13,17 +13,17 @@
 //!   margin over the ~1 ms each takes with Nagle off, while the stall makes
 //!   each one ~40 ms.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use crate::support::{Authgate, GateConfig, TestServer};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::{
     attribute_context, AttributeContext, CheckRequest,
 };
-use support::{Authgate, GateConfig, TestServer};
 
 const ROUND_TRIPS: u32 = 100;
 /// 10x the ~1 ms a loopback round trip takes; a stalled one takes ~40 ms.

@@ -7,17 +7,17 @@
 //! `check` rejects bad expressions, and `policy explain` runs the README's
 //! example.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::process::Command;
 
+use crate::support::{Authgate, GateConfig, TestServer};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{
     attribute_context, AttributeContext, CheckRequest,
 };
-use support::{Authgate, GateConfig, TestServer};
 use tonic::transport::Channel;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

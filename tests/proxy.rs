@@ -1,11 +1,9 @@
 //! The proxy foundation seen from outside: the real binary between a client
 //! and real upstream servers, with the embedded IdP for discovery.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 fn is_identity(name: &str) -> bool {
     let n = name.to_ascii_lowercase().replace('_', "-");

@@ -5,14 +5,12 @@
 //! work across slots — a logout ends exactly the sessions it names,
 //! whichever node holds them, and no other user's.
 
-#[path = "support/redis_servers.rs"]
-mod redis_servers;
-mod support;
+use crate::redis_servers;
 
 use std::time::Duration;
 
+use crate::support::*;
 use redis_servers::{wait_for, RedisProc};
-use support::*;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 

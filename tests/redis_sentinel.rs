@@ -7,17 +7,15 @@
 //! 401 — and a sign-out made right after the failover stays signed out
 //! when the old master rejoins.
 
-#[path = "support/redis_servers.rs"]
-mod redis_servers;
-mod support;
+use crate::redis_servers;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use parking_lot::Mutex;
 use redis_servers::{wait_for, RedisProc};
-use support::*;
 
 const MASTER_PW: &str = "master-secret";
 const SENTINEL_PW: &str = "sentinel-secret";

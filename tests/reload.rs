@@ -4,11 +4,9 @@
 //! process; settings that need a restart are named and kept; the reload
 //! metrics count each attempt.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 const RELOADS_OK: &str = r#"authgate_config_reloads_total{result="ok"}"#;
 const RELOADS_ERR: &str = r#"authgate_config_reloads_total{result="error"}"#;

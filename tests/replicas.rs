@@ -7,15 +7,13 @@
 //! cookie store, where replicas cannot coordinate, the replica that loses a
 //! refresh race keeps the user signed in.
 
-#[path = "support/redis_servers.rs"]
-mod redis_servers;
-mod support;
+use crate::redis_servers;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use crate::support::*;
 use redis_servers::RedisProc;
-use support::*;
 
 /// `cookie.refresh` in these tests (whole seconds: sessions count in seconds).
 const REFRESH: Duration = Duration::from_secs(2);

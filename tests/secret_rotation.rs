@@ -5,13 +5,11 @@
 //! the re-sealed one still is. With the cookie store and with Redis (where
 //! the cookie carries a sealed ticket).
 
-#[path = "support/redis_servers.rs"]
-mod redis_servers;
-mod support;
+use crate::redis_servers;
 
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 const RELOADS_OK: &str = r#"authgate_config_reloads_total{result="ok"}"#;
 /// The new secret (32 bytes); the old one is `COOKIE_SECRET`.

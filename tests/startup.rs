@@ -4,12 +4,12 @@
 //! IdP at all the 503 comes within the bounded wait, and the waiting requests
 //! share the probes instead of each making its own.
 
-mod support;
-
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use support::{client, demo_idp, free_port, location, metric, Authgate, GateConfig, TestServer};
+use crate::support::{
+    client, demo_idp, free_port, location, metric, Authgate, GateConfig, TestServer,
+};
 use tokio::net::TcpListener;
 
 /// The longest a request may wait for a provider that is not discovered yet

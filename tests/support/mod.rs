@@ -5,14 +5,13 @@
 //! Every test builds its own processes and ports, so tests run in parallel and
 //! never share state. Nothing here sleeps-and-hopes: waits poll with deadlines.
 
-#![allow(dead_code)] // each test binary uses a different subset
-
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,7 +39,6 @@ pub const READY_DEADLINE: Duration = Duration::from_secs(60);
 /// A fixed RSA key: generating one in a debug build takes many seconds.
 const TEST_KEY_PEM: &str = include_str!("test_key.pem");
 
-/// A port nothing listens on right now (the OS picks it; released at once).
 /// The identity headers of the default `headers.identity` list.
 pub const IDENTITY: &[&str] = &[
     "x-auth-request-user",
@@ -53,12 +51,26 @@ pub const IDENTITY: &[&str] = &[
     "x-forwarded-groups",
 ];
 
+/// A 127.0.0.1 port nothing listens on right now, for a child process
+/// (authgate, Redis) to bind.
+///
+/// Taken from 20000–29999, not from the OS: the kernel hands out ephemeral
+/// ports (32768+ by default) to every outgoing connection too, so a port the
+/// OS picked and released could be taken by a test's own client before the
+/// child binds it. A per-process counter (starting at a pid-derived offset)
+/// never gives the same port twice, and a Redis cluster bus (port + 10000)
+/// stays a valid port.
 pub fn free_port() -> u16 {
-    StdListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = std::process::id() % 50 * 200;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < 10_000, "no free test port left in 20000-29999");
+        let port = 20_000 + ((offset + n) % 10_000) as u16;
+        if StdListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Polls `probe` until it returns `Some`, panicking with `what` after `deadline`.
@@ -435,11 +447,30 @@ impl Authgate {
                             r#"authgate_requests_total{decision="skipped",listener="proxy"}"#;
                         // Pingora starts each listener on its own thread: the
                         // metrics one may still be binding.
-                        eventually(READY_DEADLINE, "probes counted", || async {
-                            let m = self.try_metrics().await?;
-                            (metric(&m, probes).unwrap_or(0.0) >= answered).then_some(())
-                        })
-                        .await;
+                        let end = Instant::now() + READY_DEADLINE;
+                        loop {
+                            let counted = match self.try_metrics().await {
+                                Some(m) => metric(&m, probes).unwrap_or(0.0),
+                                None => -1.0,
+                            };
+                            if counted >= answered {
+                                break;
+                            }
+                            if let Some(status) = self.child.try_wait().unwrap() {
+                                panic!(
+                                    "authgate exited early ({status}); stderr:\n{}",
+                                    self.stderr()
+                                );
+                            }
+                            assert!(
+                                Instant::now() < end,
+                                "metrics on :{} counted {counted} of {answered} probes \
+                                 (-1: no answer); stderr:\n{}",
+                                self.metrics_port,
+                                self.stderr()
+                            );
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
                     }
                     return;
                 }

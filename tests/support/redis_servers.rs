@@ -5,11 +5,10 @@
 //!
 //! Included with `#[path = "support/redis_servers.rs"] mod redis_servers;`.
 
-#![allow(dead_code)] // each test binary uses a different subset
-
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::support::free_port;
 
 /// One `redis-server` or `redis-sentinel` process.
 pub struct RedisProc {
@@ -24,14 +23,6 @@ impl Drop for RedisProc {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Whether the Debian Redis binaries are installed (`dev.sh test` installs them).
@@ -119,10 +110,6 @@ impl RedisProc {
             let _ = c.kill();
             let _ = c.wait();
         }
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 
     /// `redis-cli -p PORT ARGS...`: its stdout, trimmed, or None when the
