@@ -6,6 +6,11 @@
 #                                  DURATION=10s per run, ROUNDS=3, CONNS=32,
 #                                  WRK_THREADS=1, CALLGRIND_REQS=2000,
 #                                  CALLGRIND=1 (0 skips it), MODES="..." subset,
+#                                  CALLGRIND_MODES="..." subset of bare_pingora
+#                                  cookie_session skip_route bearer_jwt,
+#                                  CALLGRIND_KEEP=<dir>: keep callgrind.out.*
+#                                  there (for callgrind_annotate), ROUNDS=0:
+#                                  instruction counts only,
 #                                  AUTHGATE_BIN=<another authgate binary>,
 #                                  NO_BUILD=1 EXAMPLES_DIR=<dir>: prebuilt binaries)
 #
@@ -30,8 +35,9 @@
 # and the ratios to the Pingora ceiling and to nginx.
 # Then (CALLGRIND=1) instructions per request under valgrind's callgrind:
 # CALLGRIND_REQS keep-alive requests (after 200 warm-up ones), each with the
-# session cookie, through bare Pingora and through authgate, collection switched
-# on only around them (callgrind_control): a figure noise cannot move.
+# session cookie, through bare Pingora and through authgate (cookie session,
+# skip route with the same cookie, bearer JWT), collection switched on only
+# around them (callgrind_control): a figure noise cannot move.
 # wrk, nginx and the servers share the machine's cores: read ratios, not
 # absolute figures.
 set -euo pipefail
@@ -44,6 +50,8 @@ CONNS="${CONNS:-32}"
 WRK_THREADS="${WRK_THREADS:-1}"
 CALLGRIND="${CALLGRIND:-1}"
 CALLGRIND_REQS="${CALLGRIND_REQS:-2000}"
+CALLGRIND_MODES="${CALLGRIND_MODES:-bare_pingora cookie_session skip_route bearer_jwt}"
+CALLGRIND_KEEP="${CALLGRIND_KEEP:-}"
 GRPC_CONCURRENCY="${GRPC_CONCURRENCY:-64}"
 ALL_MODES="nginx_proxy bare_pingora skip_route cookie_session redis_session bearer_jwt oauth2_auth extauthz_http extauthz_grpc"
 MODES="${MODES:-$ALL_MODES}"
@@ -371,17 +379,35 @@ callgrind_per_request() { # <label> <port> <url path> <cmd...> (curl args via CG
   callgrind_control -d "$vpid" >/dev/null
   kill -INT "$vpid" 2>/dev/null || true
   wait "$vpid" 2>/dev/null || true
+  [ -n "$CALLGRIND_KEEP" ] && mkdir -p "$CALLGRIND_KEEP" && cp "$out.1" "$CALLGRIND_KEEP/callgrind.out.$label"
   local ir
   ir="$(callgrind_annotate "$out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')"
   awk -v ir="$ir" -v n="$CALLGRIND_REQS" -v l="$label" 'BEGIN {printf "%-16s %12.0f instructions per request\n", l, ir / n}'
 }
 echo >&2
-echo "== callgrind: $CALLGRIND_REQS keep-alive requests, 1 server thread (slow: a few minutes)" >&2
-CG_CURL=(-H "Cookie: $COOKIE")
-bare_ir="$(callgrind_per_request bare_pingora "$CG_BARE_PORT" /dashboard "$EX/bare_proxy" "127.0.0.1:$CG_BARE_PORT" "127.0.0.1:$UP_PORT" 1)"
+echo "== callgrind: $CALLGRIND_REQS keep-alive requests, 1 server thread (slow: a few minutes per mode)" >&2
 gate_conf "$CG_GATE_PORT" 1 "" "" >"$TMP/gate_cg.yaml"
-gate_ir="$(RUST_LOG=error callgrind_per_request cookie_session "$CG_GATE_PORT" /dashboard "$BIN" run --config "$TMP/gate_cg.yaml")"
-echo "$bare_ir"
-echo "$gate_ir"
-awk -v a="$(awk '{print $2}' <<<"$gate_ir")" -v b="$(awk '{print $2}' <<<"$bare_ir")" \
-  'BEGIN {if (b > 0) printf "cookie_session / bare_pingora: %.2fx instructions per request\n", a / b}'
+declare -A IR
+for m in $CALLGRIND_MODES; do
+  # Every mode but bearer_jwt sends the same 4 KB session cookie.
+  CG_CURL=(-H "Cookie: $COOKIE")
+  case "$m" in
+    bare_pingora)
+      line="$(callgrind_per_request "$m" "$CG_BARE_PORT" /dashboard "$EX/bare_proxy" "127.0.0.1:$CG_BARE_PORT" "127.0.0.1:$UP_PORT" 1)" ;;
+    cookie_session | skip_route | bearer_jwt)
+      path=/dashboard
+      [ "$m" = skip_route ] && path=/public/logo.svg
+      [ "$m" = bearer_jwt ] && CG_CURL=(-H "Authorization: Bearer $BEARER")
+      line="$(RUST_LOG=error callgrind_per_request "$m" "$CG_GATE_PORT" "$path" "$BIN" run --config "$TMP/gate_cg.yaml")" ;;
+    *) echo "load.sh: unknown callgrind mode $m" >&2; exit 1 ;;
+  esac
+  echo "$line"
+  IR[$m]="$(awk '{print $2}' <<<"$line")"
+done
+if [ -n "${IR[bare_pingora]:-}" ]; then
+  for m in $CALLGRIND_MODES; do
+    [ "$m" = bare_pingora ] && continue
+    awk -v a="${IR[$m]}" -v b="${IR[bare_pingora]}" -v m="$m" \
+      'BEGIN {if (b > 0) printf "%s / bare_pingora: %.2fx instructions per request\n", m, a / b}'
+  done
+fi

@@ -18,8 +18,9 @@ use std::time::Duration;
 use envoy_types::ext_authz::v3::pb::{CheckResponse, HttpResponse};
 use http::HeaderMap;
 
+use crate::authz::decide::{skips_authentication, Before};
 use crate::authz::policy::{self, Selection, Target};
-use crate::authz::{Listener, Outcome, RequestView};
+use crate::authz::{Endpoint, Listener, Outcome, RequestView};
 use crate::gate::Gate;
 
 /// The `tracing` target of the decision log lines.
@@ -80,17 +81,37 @@ pub fn note_request(gate: &Gate, view: &RequestView<'_>) {
         n.method = view.method.to_string();
         n.host = view.host.to_string();
         n.path = without_query(view.path).to_string();
-        let target = Target::of(view);
-        n.rule = match policy::select(&gate.cfg.policies.list, &target) {
-            Selection::None => String::new(),
-            Selection::Skip(p) => p.name.clone(),
-            Selection::Apply(list) => {
-                let names: Vec<&str> = list.iter().map(|p| p.name.as_str()).collect();
-                names.join(",")
-            }
-        };
+        n.rule = rule(gate, view);
         n.trace_id = trace_id(view.headers);
     });
+}
+
+/// The policy (or policies) that decide `view`, as the decision will:
+/// none for authgate's own endpoints (`/oauth2/auth` is decided on the
+/// request it reports), none when `skip_auth_routes` or `skip_preflight`
+/// skip it first, the `skip_auth` policy that skips it, else the
+/// restrictive policies that apply.
+fn rule(gate: &Gate, view: &RequestView<'_>) -> String {
+    if view.endpoint.is_some_and(|e| e != Endpoint::Auth) {
+        return String::new();
+    }
+    match gate.before_authentication(view) {
+        Before::Skip => {
+            let routes = view.original.map_or(*view, |o| o.view(view));
+            if skips_authentication(&gate.cfg.authorization, &routes) {
+                return String::new();
+            }
+            match policy::select(&gate.cfg.policies.list, &Target::of(view)) {
+                Selection::Skip(p) => p.name.clone(),
+                _ => String::new(),
+            }
+        }
+        Before::Authenticate(Selection::Apply(list)) => {
+            let names: Vec<&str> = list.iter().map(|p| p.name.as_str()).collect();
+            names.join(",")
+        }
+        Before::Authenticate(_) => String::new(),
+    }
 }
 
 /// Notes the identified user's `user` claim (inside a [`scope`]).
@@ -180,12 +201,14 @@ pub fn emit(entry: &Entry<'_>, note: &Note, fallback: (&str, &str, &str)) {
     tracing::info!(
         target: TARGET,
         time = %time,
-        listener = listener_name(entry.listener),
+        // `%` (Display) for every text field: the text format prints a
+        // plain `&str` quoted, and the line reads `key=value` throughout.
+        listener = %listener_name(entry.listener),
         method = %method,
         host = %host,
         path = %path,
         status = entry.status,
-        decision = entry.outcome.as_str(),
+        decision = %entry.outcome.as_str(),
         rule = %note.rule,
         user = %note.user,
         upstream = %entry.upstream,

@@ -37,6 +37,11 @@ pub enum Command {
         /// The YAML configuration file.
         #[arg(long, env = "AUTHGATE_CONFIG")]
         config: PathBuf,
+        /// Zero-downtime binary upgrade: take over the listening sockets of
+        /// the running authgate through `server.upgrade_sock` (it hands
+        /// them over on `SIGQUIT`, then drains) instead of binding them.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate a configuration file, print every problem, exit 0 or 1.
     Check {

@@ -159,6 +159,8 @@ impl Gate {
             None => Arc::new(SessionStore::new(&cfg, codec.clone(), metrics.clone())?),
         };
         let upstreams = Upstreams::new(&cfg.upstreams, prev.map(|p| &p.upstreams));
+        // Start-up and every reload: the policy series exist at zero.
+        metrics.policies_configured(&cfg.policies.list);
         Ok(Gate {
             headers: IdentityHeaders::new(&cfg.headers)
                 .with_assertion(cfg.assertion.as_ref().map(|a| &a.header)),

@@ -24,6 +24,10 @@ pub struct Metrics {
     upstream_errors: IntCounter,
     dependency_up: IntGaugeVec,
     policy_decisions: IntCounterVec,
+    /// The policy names whose `authgate_policy_decisions_total` series are
+    /// exported (at zero until counted): the running config's restrictive
+    /// policies. See [`Metrics::policies_configured`].
+    policy_names: Arc<parking_lot::Mutex<Vec<String>>>,
     /// Per-request children resolved once: `with_label_values` hashes the
     /// labels and takes a lock on every call. Request counters are created
     /// on first use (not at start-up) so `/metrics` shows the same series.
@@ -208,6 +212,7 @@ impl Metrics {
             upstream_errors,
             dependency_up,
             policy_decisions,
+            policy_names: Arc::default(),
             request_children: Arc::new(RequestChildren {
                 counters: Default::default(),
                 durations,
@@ -255,6 +260,33 @@ impl Metrics {
             .inc();
     }
 
+    /// Exports `authgate_policy_decisions_total{policy,result}` at zero for
+    /// both results of every restrictive policy in `policies` (a `skip_auth`
+    /// one decides nothing: no authentication, no result), so dashboards
+    /// and alerts see the series before the first request; drops the
+    /// series of policies no longer configured. Called whenever a config
+    /// is loaded (start-up and each `SIGHUP` reload).
+    pub fn policies_configured(&self, policies: &[crate::config::Policy]) {
+        let names: Vec<String> = policies
+            .iter()
+            .filter(|p| !p.skip_auth)
+            .map(|p| p.name.clone())
+            .collect();
+        let mut known = self.policy_names.lock();
+        for gone in known.iter().filter(|n| !names.contains(n)) {
+            for result in ["allowed", "forbidden"] {
+                // Absent when never created: nothing to drop.
+                let _ = self.policy_decisions.remove_label_values(&[gone, result]);
+            }
+        }
+        for name in &names {
+            for result in ["allowed", "forbidden"] {
+                self.policy_decisions.with_label_values(&[name, result]);
+            }
+        }
+        *known = names;
+    }
+
     /// Sets `authgate_dependency_up{dependency}` to 1 or 0.
     pub fn dependency(&self, dep: Dependency, up: bool) {
         self.dependency_up
@@ -292,6 +324,56 @@ mod tests {
         let m = Metrics::new().unwrap();
         let text = String::from_utf8(m.render()).unwrap();
         assert!(text.contains("authgate_upstream_errors_total 0"), "{text}");
+    }
+
+    fn policy(name: &str, skip_auth: bool) -> crate::config::Policy {
+        crate::config::Policy {
+            name: name.into(),
+            hosts: vec![],
+            paths: vec![],
+            methods: vec![],
+            skip_auth,
+            allowed_groups: vec![],
+            allowed_emails: vec![],
+            email_domains: vec![],
+            expression: None,
+        }
+    }
+
+    #[test]
+    fn configured_policies_are_exported_at_zero_and_follow_reloads() {
+        let m = Metrics::new().unwrap();
+        m.policies_configured(&[policy("admin", false), policy("health", true)]);
+        let text = String::from_utf8(m.render()).unwrap();
+        for result in ["allowed", "forbidden"] {
+            let series =
+                format!(r#"authgate_policy_decisions_total{{policy="admin",result="{result}"}} 0"#);
+            assert!(text.contains(&series), "{series} in {text}");
+        }
+        assert!(!text.contains(r#"policy="health""#), "{text}");
+        m.policy("admin", false);
+        // A reload: `admin` renamed `admins`, `viewers` added.
+        m.policies_configured(&[policy("admins", false), policy("viewers", false)]);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(!text.contains(r#"policy="admin""#), "{text}");
+        for name in ["admins", "viewers"] {
+            for result in ["allowed", "forbidden"] {
+                let series = format!(
+                    r#"authgate_policy_decisions_total{{policy="{name}",result="{result}"}} 0"#
+                );
+                assert!(text.contains(&series), "{series} in {text}");
+            }
+        }
+        // An unchanged reload keeps the counts.
+        m.policy("viewers", true);
+        m.policies_configured(&[policy("admins", false), policy("viewers", false)]);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(
+            text.contains(
+                r#"authgate_policy_decisions_total{policy="viewers",result="allowed"} 1"#
+            ),
+            "{text}"
+        );
     }
 
     #[test]

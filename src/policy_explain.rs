@@ -153,9 +153,13 @@ pub fn explain(
         Selection::Skip(p) => vec![p.name.as_str()],
         Selection::Apply(list) => list.iter().map(|p| p.name.as_str()).collect(),
     };
+    // What the running decision sees: a session (or a bearer token's
+    // grant) keeps the claims only when an expression reads them, and never
+    // those that only verify the token (`exp`, `nonce`, ...).
+    let kept = policy::session_claims(cfg.policies.need_claims, claims.clone());
     let who = Subject {
         identity: &identity,
-        claims: Some(claims),
+        claims: kept.as_ref().map(|c| c.expose()),
     };
     for (i, p) in cfg.policies.list.iter().enumerate() {
         let parts = policy::match_parts(p, &target);
@@ -224,6 +228,38 @@ pub fn explain(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expressions_see_the_claims_the_decision_keeps() {
+        let yaml = "
+provider: { issuer_url: 'https://idp.example.com', client_id: a }
+cookie: { secret: 0123456789abcdef }
+upstreams: [ { path: /, url: 'http://127.0.0.1:8080' } ]
+authorization: { email_domains: ['*'] }
+policies:
+  - name: fresh
+    expression: 'has(claims.auth_time)'
+  - name: roles
+    paths: ['^/admin']
+    expression: '\"admin\" in claims.realm_access.roles'
+";
+        let cfg = config::load_str_with_env(yaml, &|_| None).unwrap();
+        let claims = serde_json::json!({
+            "sub": "a", "email": "a@example.com", "auth_time": 1, "nonce": "n",
+            "realm_access": {"roles": ["admin"]}
+        });
+        let claims = claims.as_object().unwrap();
+        let mut out = Vec::new();
+        // `auth_time` is not kept in sessions: the policy fails, as it
+        // would on a real request.
+        let allowed = explain(&cfg, claims, "GET", "h", "/x", &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!allowed, "{text}");
+        assert!(
+            text.contains("decision: forbidden (by policy fresh)"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn urls_must_be_absolute_http() {

@@ -1,8 +1,8 @@
 //! Configuration reload on `SIGHUP`: the one handle the front ends read the
 //! gate through ([`GateHandle`]), and the background service that re-reads
-//! the config file, keeps what needs a restart, and swaps the new gate in
-//! atomically for new requests (a request in flight keeps the gate it
-//! started with).
+//! the config file (and the TLS certificate and key), keeps what needs a
+//! restart, and swaps the new gate in atomically for new requests (a
+//! request in flight keeps the gate it started with).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::config::{self, Config};
 use crate::gate::Gate;
 use crate::metrics::Metrics;
+use crate::server::tls::{self, CertStore};
 
 /// The current gate, swapped whole on reload. Cheap to clone (one `Arc`);
 /// [`GateHandle::load`] is one atomic load and a reference-count increment.
@@ -70,6 +71,9 @@ pub enum ReloadError {
     /// The new gate could not be built (e.g. an unreadable CA file).
     #[error("{0}")]
     Gate(#[from] crate::gate::GateError),
+    /// The TLS certificate or key could not be loaded (the running pair stays).
+    #[error("server.tls: {0}")]
+    Tls(#[from] crate::server::tls::CertError),
 }
 
 /// The settings of `new` that cannot change without a restart, each set
@@ -91,6 +95,7 @@ pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str
     keep!("server.metrics", metrics);
     keep!("server.threads", threads);
     keep!("server.shutdown_grace", shutdown_grace);
+    keep!("server.upgrade_sock", upgrade_sock);
     let tls_paths = |s: &config::Server| {
         s.tls
             .as_ref()
@@ -108,6 +113,20 @@ pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str
     if !same_session {
         kept.push("session");
         new.session = running.session.clone();
+    }
+    // The tracer is installed once per process (`telemetry::init_run`).
+    let (old, next) = (&running.telemetry, &mut new.telemetry);
+    if old.otlp_endpoint != next.otlp_endpoint {
+        kept.push("telemetry.otlp_endpoint");
+        next.otlp_endpoint = old.otlp_endpoint.clone();
+    }
+    if old.service_name != next.service_name {
+        kept.push("telemetry.service_name");
+        next.service_name = old.service_name.clone();
+    }
+    if old.sample_ratio != next.sample_ratio {
+        kept.push("telemetry.sample_ratio");
+        next.sample_ratio = old.sample_ratio;
     }
     kept
 }
@@ -170,6 +189,7 @@ pub struct Reloader {
     handle: GateHandle,
     path: PathBuf,
     metrics: ReloadMetrics,
+    tls: Option<CertStore>,
 }
 
 impl Reloader {
@@ -179,15 +199,25 @@ impl Reloader {
             handle,
             path,
             metrics,
+            tls: None,
         }
     }
 
-    /// One reload: load and validate the file (re-reading `_file` secrets),
-    /// keep what needs a restart, build the new gate on the running one's
-    /// state, resolve new upstream names, then swap.
+    /// Also re-reads `server.tls`'s certificate and key into `certs` on
+    /// each reload.
+    pub fn with_tls(mut self, certs: Option<CertStore>) -> Self {
+        self.tls = certs;
+        self
+    }
+
+    /// One reload: load and validate the file (re-reading `_file` secrets
+    /// and the TLS pair), keep what needs a restart, build the new gate on
+    /// the running one's state, resolve new upstream names, then swap the
+    /// gate and the certificate.
     ///
     /// # Errors
-    /// The file is invalid or the gate cannot be built; nothing changed.
+    /// The file is invalid, the TLS pair cannot be loaded or the gate
+    /// cannot be built; nothing changed.
     pub async fn reload(&self) -> Result<(), ReloadError> {
         let path = self.path.clone();
         let loaded = tokio::task::spawn_blocking(move || config::load(&path))
@@ -207,6 +237,21 @@ impl Reloader {
             );
         }
         let provider_kept = running.same_provider(&cfg);
+        let certified = match (&self.tls, &cfg.server.tls) {
+            (Some(_), Some(t)) => {
+                let t = t.clone();
+                let loaded = tokio::task::spawn_blocking(move || tls::load(&t))
+                    .await
+                    .map_err(|e| {
+                        config::ConfigError(vec![config::Problem::new(
+                            "server.tls",
+                            format!("loader failed: {e}"),
+                        )])
+                    })?;
+                Some(loaded?)
+            }
+            _ => None,
+        };
         let gate = running.reloaded(Arc::new(cfg))?;
         // Names new to this config get their first lookup before requests
         // can reach them (bounded by the lookup timeout).
@@ -217,6 +262,10 @@ impl Reloader {
             tracing::info!("provider settings changed: discovering the provider again");
         }
         self.handle.store(Arc::new(gate));
+        if let (Some(store), Some(certified)) = (&self.tls, certified) {
+            store.set(certified);
+            tracing::info!("TLS certificate re-read");
+        }
         Ok(())
     }
 }

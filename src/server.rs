@@ -1,6 +1,11 @@
 //! Assembles the Pingora server: the proxy on `listen`, the ext_authz
 //! listeners, `/metrics`, and the background tasks (IdP upkeep, Redis upkeep,
-//! readiness on shutdown). `main` stays synchronous; Pingora owns the runtimes.
+//! the drain on shutdown), and, with `--upgrade`, the take-over of a running
+//! process's listening sockets. `main` stays synchronous; Pingora owns the
+//! runtimes.
+
+mod drain;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,11 +15,13 @@ use async_trait::async_trait;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::apps::HttpServerOptions;
+use pingora::listeners::tls::TlsSettings;
 use pingora::protocols::http::ServerSession;
-use pingora::server::configuration::ServerConf;
-use pingora::server::{Server, ShutdownWatch};
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
+use pingora::services::{ServiceHandle, ServiceReadyNotifier};
 
 use crate::config::Config;
 use crate::extauthz;
@@ -23,13 +30,22 @@ use crate::metrics::Metrics;
 use crate::proxy::upstream::{KICK_PAUSE, REFRESH_EVERY};
 use crate::proxy::{AuthProxy, HeadDeadline};
 use crate::reload::{GateHandle, ReloadMetrics, Reloader};
+use drain::{Connections, Counted, Drain, Signals};
+use tls::CertStore;
 
 /// What `authgate run` adds to the configuration.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// The config file, re-read on `SIGHUP`; None: no reload (the demo).
     pub config_path: Option<PathBuf>,
+    /// `--upgrade`: take the listening sockets over from the running
+    /// process through `server.upgrade_sock` instead of binding them.
+    pub upgrade: bool,
 }
+
+/// How long an `--upgrade` process waits for its own readiness (provider
+/// discovered, Redis answering) before it takes the sockets anyway.
+const WARM_UP_BUDGET: Duration = Duration::from_secs(30);
 
 /// Builds a ready-to-run server without reload (`authgate demo` adds its
 /// own services to it).
@@ -40,11 +56,12 @@ pub fn build(cfg: Config) -> anyhow::Result<(Server, GateHandle)> {
     build_with(cfg, &RunOptions::default())
 }
 
-/// Builds a ready-to-run server: every listener, the upkeep, and the
-/// `SIGHUP` reload of `opts.config_path`.
+/// Builds a ready-to-run server: every listener, the upkeep, the drain,
+/// and the `SIGHUP` reload of `opts.config_path`.
 ///
 /// # Errors
-/// A gate that cannot be built, a listener that cannot bind.
+/// A gate that cannot be built, a TLS pair that cannot be loaded, a gRPC
+/// listener that cannot bind.
 pub fn build_with(cfg: Config, opts: &RunOptions) -> anyhow::Result<(Server, GateHandle)> {
     let metrics = Metrics::new()?;
     let reload_metrics = ReloadMetrics::new(&metrics)?;
@@ -52,27 +69,53 @@ pub fn build_with(cfg: Config, opts: &RunOptions) -> anyhow::Result<(Server, Gat
     let gate = Gate::new(cfg.clone(), metrics.clone())?;
     start_up(&gate, opts.config_path.is_some());
     let handle = GateHandle::new(gate);
+    let certs = match &cfg.server.tls {
+        Some(t) => Some(CertStore::open(t).map_err(|e| anyhow::anyhow!("server.tls: {e}"))?),
+        None => None,
+    };
 
+    // The drain (see `drain`) ends the process within the grace; Pingora's
+    // own timers are only the fallback should it not run.
     let grace = cfg.server.shutdown_grace.as_secs().max(1);
     let conf = ServerConf {
         threads: cfg.server.threads.max(1),
         grace_period_seconds: Some(grace),
-        graceful_shutdown_timeout_seconds: Some(grace),
-        // Pingora writes these only when asked to daemonize or upgrade.
+        graceful_shutdown_timeout_seconds: Some(1),
+        // Pingora writes this only when asked to daemonize.
         pid_file: std::env::temp_dir()
             .join("authgate.pid")
             .to_string_lossy()
             .into_owned(),
-        upgrade_sock: std::env::temp_dir()
-            .join("authgate_upgrade.sock")
-            .to_string_lossy()
-            .into_owned(),
+        upgrade_sock: cfg.server.upgrade_sock.to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
+    let opt = opts.upgrade.then(|| Opt {
+        upgrade: true,
+        ..Opt::default()
+    });
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    // With --upgrade the sockets come from the running process, once this
+    // one is ready to serve (the old one keeps serving meanwhile).
+    let bootstrap = if opts.upgrade {
+        let warm = server.add_service(background_service(
+            "authgate warm-up",
+            WarmUp(handle.clone()),
+        ));
+        let bootstrap = server.bootstrap_as_a_service();
+        bootstrap.add_dependency(&warm);
+        Some(bootstrap)
+    } else {
+        server.bootstrap();
+        None
+    };
+    let after_bootstrap = |svc: ServiceHandle| {
+        if let Some(b) = &bootstrap {
+            svc.add_dependency(b);
+        }
+    };
+    let open = Connections::default();
 
-    let tls = cfg.server.tls.is_some();
+    let tls = certs.is_some();
     let mut app =
         pingora::proxy::http_proxy(&server.configuration, AuthProxy::new(handle.clone(), tls));
     if !tls {
@@ -81,60 +124,120 @@ pub fn build_with(cfg: Config, opts: &RunOptions) -> anyhow::Result<(Server, Gat
         app.server_options = Some(opts);
     }
     // Pingora bounds each read of a head, not the head: see HeadDeadline.
-    let mut proxy = Service::new("authgate proxy".to_owned(), HeadDeadline::new(app));
+    let mut proxy = Service::new(
+        "authgate proxy".to_owned(),
+        Counted::new(HeadDeadline::new(app), &open),
+    );
     let listen = cfg.server.listen.to_string();
-    match &cfg.server.tls {
-        Some(t) => {
-            let cert = t.cert_file.to_string_lossy();
-            let key = t.key_file.to_string_lossy();
-            proxy
-                .add_tls(&listen, &cert, &key)
+    match &certs {
+        Some(store) => {
+            // The certificate is asked for on each handshake, so a reload
+            // that re-reads the files takes effect for new connections.
+            let mut settings = TlsSettings::intermediate("", "")
                 .map_err(|e| anyhow::anyhow!("server.tls: {e}"))?;
+            settings.set_cert_resolver(store.resolver());
+            proxy.add_tls_with_settings(&listen, None, settings);
         }
         None => proxy.add_tcp(&listen),
     }
-    server.add_service(proxy);
+    after_bootstrap(server.add_service(proxy));
 
     if let Some(addr) = cfg.server.ext_authz_http {
         // Every listener bounds its request heads (see HeadDeadline).
         let mut svc = Service::new(
             "authgate ext_authz http".to_owned(),
-            HeadDeadline::new(extauthz::http::ExtAuthzHttp::new(handle.clone())),
+            Counted::new(
+                HeadDeadline::new(extauthz::http::ExtAuthzHttp::new(handle.clone())),
+                &open,
+            ),
         );
         svc.add_tcp(&addr.to_string());
-        server.add_service(svc);
+        after_bootstrap(server.add_service(svc));
     }
     if let Some(addr) = cfg.server.ext_authz_grpc {
-        let svc = extauthz::grpc::GrpcService::bind(handle.clone(), addr)
-            .map_err(|e| anyhow::anyhow!("server.ext_authz_grpc: cannot listen on {addr}: {e}"))?;
-        server.add_service(background_service("authgate ext_authz grpc", svc));
+        if !opts.upgrade {
+            // A taken port fails start-up now (Pingora would retry for 30 s
+            // and then give up inside its service).
+            std::net::TcpListener::bind(addr).map_err(|e| {
+                anyhow::anyhow!("server.ext_authz_grpc: cannot listen on {addr}: {e}")
+            })?;
+        }
+        let mut svc = Service::new(
+            "authgate ext_authz grpc".to_owned(),
+            Counted::new(extauthz::grpc::GrpcApp::new(handle.clone()), &open),
+        );
+        svc.add_tcp(&addr.to_string());
+        after_bootstrap(server.add_service(svc));
     }
     if let Some(addr) = cfg.server.metrics {
         let mut svc = Service::new(
             "authgate metrics".to_owned(),
-            HeadDeadline::new(MetricsApp(metrics.clone())),
+            Counted::new(HeadDeadline::new(MetricsApp(metrics.clone())), &open),
         );
         svc.add_tcp(&addr.to_string());
-        server.add_service(svc);
+        after_bootstrap(server.add_service(svc));
     }
     server.add_service(background_service(
         "authgate upkeep",
         Upkeep(handle.clone()),
     ));
+    server.add_service(background_service(
+        "authgate drain",
+        Drain {
+            gate: handle.clone(),
+            open,
+            grace: cfg.server.shutdown_grace,
+        },
+    ));
     if let Some(path) = &opts.config_path {
-        let reloader = Reloader::new(handle.clone(), path.clone(), reload_metrics);
+        let reloader = Reloader::new(handle.clone(), path.clone(), reload_metrics).with_tls(certs);
         server.add_service(background_service("authgate reload", reloader));
     }
     Ok((server, handle))
 }
 
-/// Builds every service from `cfg` and serves until SIGTERM/SIGINT.
+/// Builds every service from `cfg` and serves until `SIGTERM` (drain),
+/// `SIGQUIT` (hand the sockets to a waiting `--upgrade` process, then
+/// drain) or `SIGINT`.
 ///
 /// Errors: a listener that cannot bind, a gate that cannot be built.
 pub fn run(cfg: Config, opts: &RunOptions) -> anyhow::Result<()> {
+    let upgrade_sock = cfg.server.upgrade_sock.clone();
     let (server, _) = build_with(cfg, opts)?;
-    tracing::info!("authgate starting");
-    server.run_forever()
+    tracing::info!(upgrade = opts.upgrade, "authgate starting");
+    // Returns once Pingora's runtimes stopped; normally the drain ends the
+    // process sooner (see `drain`).
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals { upgrade_sock }),
+    });
+    Ok(())
+}
+
+/// `--upgrade`: ready (the sockets may be taken over) once the gate is
+/// ready to serve, or after [`WARM_UP_BUDGET`] whatever its state (the
+/// running process would not serve better).
+struct WarmUp(GateHandle);
+
+#[async_trait]
+impl BackgroundService for WarmUp {
+    async fn start_with_ready_notifier(
+        &self,
+        _shutdown: ShutdownWatch,
+        ready: ServiceReadyNotifier,
+    ) {
+        let end = tokio::time::Instant::now() + WARM_UP_BUDGET;
+        while !self.0.load().is_ready() {
+            if tokio::time::Instant::now() >= end {
+                tracing::warn!(
+                    "not ready within {WARM_UP_BUDGET:?}: taking the sockets over anyway"
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::info!("ready: waiting for the running process's sockets (send it SIGQUIT)");
+        ready.notify_ready();
+    }
 }
 
 /// `GET /metrics` in the Prometheus text format.

@@ -2,7 +2,10 @@
 //! json`: one decision line per request on each listener (proxy, ext_authz
 //! HTTP, ext_authz gRPC) with the right decision, status and user; never a
 //! query string, cookie or token anywhere on stderr; `/ping` and `/ready`
-//! left out; an incoming `traceparent`'s trace id carried.
+//! left out; an incoming `traceparent`'s trace id carried. The text format
+//! (no `--log-format`) carries every contract field too, and the user on
+//! the callback, `/oauth2/auth` and `/oauth2/userinfo` lines, but never the
+//! query, cookie or bearer token of a request that carries all three.
 
 use crate::support;
 
@@ -226,12 +229,23 @@ async fn one_line_per_request_on_each_listener_without_secrets() {
     assert_eq!(l["rule"], "");
     let l = the_line(&lines, "proxy", "/oauth2/auth");
     assert_eq!(l["status"], 202, "{l}");
+    // The user checked, as on the app's own requests.
+    assert_eq!(l["user"], alice_email, "{l}");
+    assert_eq!(l["rule"], "", "{l}");
+    // The callback names who signed in (and who was refused).
+    let alice_cb = lines
+        .iter()
+        .find(|l| l["path"] == "/oauth2/callback" && l["status"] == 302)
+        .unwrap();
+    assert_eq!(alice_cb["user"], alice_email, "{alice_cb}");
+    assert_eq!(alice_cb["rule"], "", "{alice_cb}");
     let bob_lines: Vec<&Value> = lines
         .iter()
         .filter(|l| l["path"] == "/oauth2/callback" && l["status"] == 403)
         .collect();
     assert_eq!(bob_lines.len(), 1, "{lines:#?}");
     assert_eq!(bob_lines[0]["decision"], "forbidden", "{}", bob_lines[0]);
+    assert_eq!(bob_lines[0]["user"], "bob@example.com", "{}", bob_lines[0]);
     let l = the_line(&lines, "ext_authz_http", "/app/checked");
     assert_line(l, "GET", 200, "allowed", alice_email);
     assert_eq!(l["upstream"], "");
@@ -267,5 +281,189 @@ async fn one_line_per_request_on_each_listener_without_secrets() {
     }
     for l in &lines {
         assert!(!l.to_string().contains('?'), "a query string in {l}");
+    }
+}
+
+/// The contract's fields, in its order.
+const FIELDS: [&str; 12] = [
+    "time",
+    "listener",
+    "method",
+    "host",
+    "path",
+    "status",
+    "decision",
+    "rule",
+    "user",
+    "upstream",
+    "duration_ms",
+    "trace_id",
+];
+
+/// The text-format decision lines on stderr so far, without terminal
+/// colours, each as its `key=value` fields (an empty value is `key=`).
+fn text_lines(gate: &Authgate) -> Vec<(String, HashMap<String, String>)> {
+    let ansi = regex::Regex::new("\x1b\\[[0-9;]*m").unwrap();
+    gate.stderr()
+        .lines()
+        .map(|l| ansi.replace_all(l, "").into_owned())
+        .filter(|l| l.contains("authgate::access"))
+        .map(|l| {
+            let fields = l
+                .split_whitespace()
+                .filter_map(|w| w.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            (l, fields)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_lines_carry_every_field_and_the_user_but_no_secret() {
+    let idp = TestServer::idp().await;
+    let echo = TestServer::echo("app").await;
+    let mut cfg = GateConfig::new(idp.port(), &[("/", echo.port())]);
+    cfg.authorization = vec![
+        "  allowed_groups: [admins]".into(),
+        "  bearer_tokens: true".into(),
+        "  skip_auth_routes: [\"^/public/\"]".into(),
+    ];
+    // A policy over every path: `rule` names it on the app's requests only,
+    // not on authgate's own endpoints nor on what skip_auth_routes skips.
+    let yaml = format!(
+        "{}telemetry:\n  access_log: true\npolicies:\n  - name: everyone\n    email_domains: [example.com]\n",
+        cfg.yaml()
+    );
+    let gate = Authgate::run_yaml(&cfg, &yaml).await;
+    let client = support::client();
+
+    // alice signs in: the callback's line names her.
+    let mut alice = Jar::default();
+    let done = support::login(&client, &mut alice, &gate.url("/app/home"), "alice").await;
+    assert_eq!(done.status(), 302);
+    let session = alice.header();
+    let jwt = support::id_token(&idp, &gate.url("/oauth2/callback"), "alice").await;
+
+    // One request carrying a query secret, cookies and a bearer token.
+    let cookie = format!("{session}; theme=cookie-secret-6");
+    let r = client
+        .get(gate.url("/app/page?access_token=query-secret-5"))
+        .header("cookie", &cookie)
+        .header("authorization", format!("Bearer {jwt}"))
+        .header("traceparent", TRACEPARENT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for path in [
+        "/oauth2/auth?rd=query-secret-7",
+        "/oauth2/userinfo?x=query-secret-8",
+    ] {
+        let r = client
+            .get(gate.url(path))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+    }
+    let r = client
+        .get(gate.url("/oauth2/userinfo"))
+        .header("authorization", format!("Bearer {jwt}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client
+        .get(gate.url("/public/logo.png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // start, callback, page, auth, userinfo (cookie), userinfo (bearer), public.
+    let lines = support::eventually(Duration::from_secs(10), "text decision lines", || async {
+        let lines = text_lines(&gate);
+        (lines.len() >= 7).then_some(lines)
+    })
+    .await;
+    assert_eq!(lines.len(), 7, "{lines:#?}");
+    for (line, fields) in &lines {
+        for f in FIELDS {
+            assert!(fields.contains_key(f), "{f}= missing in {line}");
+        }
+        assert_eq!(fields["listener"], "proxy", "{line}");
+        assert!(fields["duration_ms"].parse::<f64>().is_ok(), "{line}");
+        assert!(fields["status"].parse::<u16>().is_ok(), "{line}");
+        assert!(!fields["time"].is_empty(), "{line}");
+    }
+    let by_path = |path: &str| -> Vec<&HashMap<String, String>> {
+        lines
+            .iter()
+            .filter(|(_, f)| f["path"] == path)
+            .map(|(_, f)| f)
+            .collect()
+    };
+    let alice_email = "alice@example.com";
+    let cb = by_path("/oauth2/callback");
+    assert_eq!(cb.len(), 1, "{lines:#?}");
+    assert_eq!(cb[0]["user"], alice_email);
+    assert_eq!(cb[0]["status"], "302");
+    let page = by_path("/app/page");
+    assert_eq!(page.len(), 1, "{lines:#?}");
+    assert_eq!(page[0]["user"], alice_email);
+    assert_eq!(page[0]["decision"], "allowed");
+    assert_eq!(page[0]["method"], "GET");
+    assert_eq!(page[0]["trace_id"], TRACE_ID);
+    assert_eq!(page[0]["rule"], "everyone");
+    assert_eq!(page[0]["upstream"], format!("127.0.0.1:{}", echo.port()));
+    let auth = by_path("/oauth2/auth");
+    assert_eq!(auth.len(), 1, "{lines:#?}");
+    assert_eq!(auth[0]["user"], alice_email);
+    assert_eq!(auth[0]["status"], "202");
+    let userinfo = by_path("/oauth2/userinfo");
+    assert_eq!(userinfo.len(), 2, "{lines:#?}");
+    for u in &userinfo {
+        assert_eq!(u["user"], alice_email);
+        assert_eq!(u["status"], "200");
+        // Tracing off: the field is there, empty.
+        assert_eq!(u["trace_id"], "");
+    }
+    let start = by_path("/app/home");
+    assert_eq!(start.len(), 1, "{lines:#?}");
+    assert_eq!(start[0]["user"], "", "nobody signed in yet");
+    assert_eq!(start[0]["rule"], "everyone");
+    for (path, n) in [
+        ("/oauth2/callback", 1),
+        ("/oauth2/userinfo", 2),
+        ("/public/logo.png", 1),
+    ] {
+        let found = by_path(path);
+        assert_eq!(found.len(), n, "{path}: {lines:#?}");
+        for l in found {
+            assert_eq!(l["rule"], "", "{path}: {l:?}");
+        }
+    }
+    assert_eq!(by_path("/public/logo.png")[0]["decision"], "skipped");
+    // `/oauth2/auth` is decided like the request it checks: the policy applies.
+    assert_eq!(by_path("/oauth2/auth")[0]["rule"], "everyone");
+
+    // Never the query, a cookie or the token, anywhere on stderr.
+    let stderr = gate.stderr();
+    let mut secrets: Vec<String> = vec![
+        "query-secret-5".into(),
+        "query-secret-7".into(),
+        "query-secret-8".into(),
+        "cookie-secret-6".into(),
+        jwt.clone(),
+    ];
+    secrets.extend(jwt.split('.').map(str::to_owned));
+    secrets.extend(alice.0.values().filter(|v| v.len() >= 8).cloned());
+    for s in &secrets {
+        assert!(!stderr.contains(s.as_str()), "{s} is on stderr:\n{stderr}");
+    }
+    for (line, _) in &lines {
+        assert!(!line.contains('?'), "a query string in {line}");
     }
 }

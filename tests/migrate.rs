@@ -8,6 +8,9 @@ use std::process::Command;
 
 use serde_yaml::Value;
 
+mod rows;
+use rows::ROWS;
+
 const BIN: &str = env!("CARGO_BIN_EXE_authgate");
 const COOKIE_SECRET: &str = "kLgo9CRQk9xg6FGMM3Kx8bA2G1CymBAmv5Oj1dTpwy0";
 
@@ -143,412 +146,6 @@ fn the_seed_articles_helm_values_migrate_to_a_config_check_accepts() {
         assert!(run.stderr.contains(line), "no {line:?} in:\n{}", run.stderr);
     }
 }
-
-/// (extra flags, extra env, key, expected value as YAML, report line that must appear)
-type Row = (
-    &'static [&'static str],
-    &'static [(&'static str, &'static str)],
-    &'static str,
-    &'static str,
-    &'static str,
-);
-
-const ROWS: &[Row] = &[
-    (
-        &[],
-        &[],
-        "provider.issuer_url",
-        "https://idp.example.com/realms/demo",
-        "",
-    ),
-    (&[], &[], "provider.client_id", "app", ""),
-    (
-        &[],
-        &[],
-        "provider.client_secret",
-        "${OAUTH2_PROXY_CLIENT_SECRET}",
-        "",
-    ),
-    (
-        &[],
-        &[],
-        "cookie.secret",
-        "${OAUTH2_PROXY_COOKIE_SECRET}",
-        "",
-    ),
-    (
-        &["--client-secret=in-clear"],
-        &[],
-        "provider.client_secret",
-        "in-clear",
-        "--client-secret: warning: given in clear",
-    ),
-    (
-        &["--scope=openid email"],
-        &[],
-        "provider.scopes",
-        "[openid, email]",
-        "",
-    ),
-    (&[], &[], "provider.scopes", "[openid, email, profile]", ""),
-    (
-        &[
-            "--skip-oidc-discovery",
-            "--login-url=https://idp/auth",
-            "--redeem-url=https://idp/token",
-            "--profile-url=https://idp/userinfo",
-            "--oidc-jwks-url=https://idp/certs",
-        ],
-        &[],
-        "provider.discovery",
-        "false",
-        "",
-    ),
-    (
-        &[
-            "--skip-oidc-discovery",
-            "--login-url=https://idp/auth",
-            "--redeem-url=https://idp/token",
-            "--profile-url=https://idp/userinfo",
-            "--oidc-jwks-url=https://idp/certs",
-        ],
-        &[],
-        "provider.authorization_endpoint",
-        "https://idp/auth",
-        "",
-    ),
-    (
-        &[
-            "--skip-oidc-discovery",
-            "--login-url=https://idp/auth",
-            "--redeem-url=https://idp/token",
-            "--validate-url=https://idp/userinfo",
-            "--oidc-jwks-url=https://idp/certs",
-        ],
-        &[],
-        "provider.userinfo_endpoint",
-        "https://idp/userinfo",
-        "carried as provider.userinfo_endpoint",
-    ),
-    (
-        &["--oidc-email-claim=mail"],
-        &[],
-        "provider.claims.email",
-        "mail",
-        "",
-    ),
-    (
-        &["--oidc-groups-claim=realm_access.roles"],
-        &[],
-        "provider.claims.groups",
-        "realm_access.roles",
-        "",
-    ),
-    (
-        &["--user-id-claim=sub"],
-        &[],
-        "provider.claims.user",
-        "sub",
-        "",
-    ),
-    (
-        &["--insecure-oidc-allow-unverified-email"],
-        &[],
-        "provider.allow_unverified_email",
-        "true",
-        "",
-    ),
-    (
-        &["--code-challenge-method=S256"],
-        &[],
-        "provider.pkce",
-        "true",
-        "",
-    ),
-    (
-        &["--oidc-extra-audience=account"],
-        &[],
-        "provider.audiences",
-        "[account]",
-        "",
-    ),
-    (
-        &["--prompt=login"],
-        &[],
-        "provider.extra_auth_params.prompt",
-        "login",
-        "",
-    ),
-    (
-        &["--approval-prompt=force"],
-        &[],
-        "provider.extra_auth_params.prompt",
-        "consent",
-        "--approval-prompt=force: carried as",
-    ),
-    (
-        &["--email-domain=example.com"],
-        &[],
-        "authorization.email_domains",
-        "['*', example.com]",
-        "",
-    ),
-    (
-        &["--allowed-group=admins", "--allowed-group=devs"],
-        &[],
-        "authorization.allowed_groups",
-        "[admins, devs]",
-        "",
-    ),
-    (
-        &[
-            "--skip-auth-regex=^/public/",
-            "--skip-auth-route=GET=^/health$",
-        ],
-        &[],
-        "authorization.skip_auth_routes",
-        "[^/public/, GET=^/health$]",
-        "",
-    ),
-    (
-        &["--api-route=^/api/"],
-        &[],
-        "authorization.api_routes",
-        "[^/api/]",
-        "",
-    ),
-    (
-        &["--skip-auth-preflight"],
-        &[],
-        "authorization.skip_preflight",
-        "true",
-        "",
-    ),
-    (&[], &[], "authorization.bearer_tokens", "false", ""),
-    (
-        &["--skip-jwt-bearer-tokens"],
-        &[],
-        "authorization.bearer_tokens",
-        "true",
-        "",
-    ),
-    (
-        &[
-            "--skip-jwt-bearer-tokens",
-            "--extra-jwt-issuers=https://other.example.com=api",
-        ],
-        &[],
-        "authorization.extra_jwt_issuers.0.audience",
-        "api",
-        "",
-    ),
-    (
-        &["--whitelist-domain=.example.com"],
-        &[],
-        "redirect.allowed_domains",
-        "[.example.com]",
-        "",
-    ),
-    (&["--cookie-name=_sso"], &[], "cookie.name", "_sso", ""),
-    (
-        &["--cookie-domain=.example.com"],
-        &[],
-        "cookie.domains",
-        "[.example.com]",
-        "",
-    ),
-    (&["--cookie-path=/app"], &[], "cookie.path", "/app", ""),
-    (&["--cookie-expire=12h"], &[], "cookie.expire", "12h", ""),
-    (
-        &["--cookie-refresh=1h"],
-        &[],
-        "cookie.refresh",
-        "1h",
-        "--cookie-refresh: carried as cookie.refresh",
-    ),
-    (
-        &["--cookie-secure=false"],
-        &[],
-        "cookie.secure",
-        "false",
-        "",
-    ),
-    (
-        &["--cookie-httponly=false"],
-        &[],
-        "cookie.http_only",
-        "false",
-        "",
-    ),
-    (
-        &["--cookie-samesite=strict"],
-        &[],
-        "cookie.same_site",
-        "strict",
-        "",
-    ),
-    (
-        &[],
-        &[],
-        "cookie.same_site",
-        "lax",
-        "--cookie-samesite: carried as cookie.same_site: lax",
-    ),
-    (
-        &[
-            "--session-store-type=redis",
-            "--redis-connection-url=redis://redis:6379/0",
-        ],
-        &[],
-        "session.redis.url",
-        "redis://redis:6379/0",
-        "",
-    ),
-    (
-        &[
-            "--session-store-type=redis",
-            "--redis-connection-url=redis://redis:6379/0",
-        ],
-        &[("OAUTH2_PROXY_REDIS_PASSWORD", "pw")],
-        "session.redis.url",
-        "redis://:${OAUTH2_PROXY_REDIS_PASSWORD}@redis:6379/0",
-        "",
-    ),
-    (
-        &[
-            "--session-store-type=redis",
-            "--redis-use-sentinel",
-            "--redis-sentinel-master-name=mymaster",
-            "--redis-sentinel-connection-urls=redis://s1:26379,redis://s2:26379",
-        ],
-        &[],
-        "session.redis.url",
-        "redis+sentinel://s1:26379,s2:26379/mymaster",
-        "",
-    ),
-    (
-        &[
-            "--session-store-type=redis",
-            "--redis-use-sentinel",
-            "--redis-sentinel-master-name=m",
-            "--redis-sentinel-connection-urls=redis://s1:26379",
-        ],
-        &[("OAUTH2_PROXY_REDIS_SENTINEL_PASSWORD", "spw")],
-        "session.redis.sentinel_password",
-        "${OAUTH2_PROXY_REDIS_SENTINEL_PASSWORD}",
-        "",
-    ),
-    (
-        &[
-            "--session-store-type=redis",
-            "--redis-use-cluster",
-            "--redis-cluster-connection-urls=redis://n1:6379,redis://n2:6379",
-        ],
-        &[],
-        "session.redis.url",
-        "redis+cluster://n1:6379,n2:6379",
-        "",
-    ),
-    (
-        &["--set-xauthrequest"],
-        &[],
-        "headers.identity.1.name",
-        "X-Auth-Request-Email",
-        "",
-    ),
-    (
-        &["--pass-user-headers=false", "--set-xauthrequest"],
-        &[],
-        "headers.identity.3.name",
-        "X-Auth-Request-Groups",
-        "",
-    ),
-    (
-        &["--pass-access-token"],
-        &[],
-        "headers.pass_access_token",
-        "true",
-        "",
-    ),
-    (
-        &["--pass-authorization-header"],
-        &[],
-        "headers.pass_authorization",
-        "true",
-        "",
-    ),
-    (
-        &["--upstream=http://app.internal:8080/app/"],
-        &[],
-        "upstreams.1.url",
-        "http://app.internal:8080",
-        "",
-    ),
-    (
-        &["--upstream=http://app.internal:8080/app/"],
-        &[],
-        "upstreams.1.path",
-        "/app/",
-        "",
-    ),
-    (
-        &["--http-address=:4180"],
-        &[],
-        "server.listen",
-        "0.0.0.0:4180",
-        "",
-    ),
-    (&[], &[], "server.listen", "127.0.0.1:4180", ""),
-    (
-        &["--metrics-address=0.0.0.0:44180"],
-        &[],
-        "server.metrics",
-        "0.0.0.0:44180",
-        "",
-    ),
-    (
-        &["--reverse-proxy"],
-        &[],
-        "server.trusted_proxies.0",
-        "10.0.0.0/8",
-        "--reverse-proxy: warning",
-    ),
-    (
-        &["--reverse-proxy", "--trusted-proxy-ip=10.1.0.0/16"],
-        &[],
-        "server.trusted_proxies",
-        "[10.1.0.0/16]",
-        "",
-    ),
-    (
-        &["--ssl-insecure-skip-verify"],
-        &[],
-        "provider.issuer_url",
-        "https://idp.example.com/realms/demo",
-        "--ssl-insecure-skip-verify: not carried: authgate never skips TLS verification",
-    ),
-    (
-        &["--cookie-name=flag"],
-        &[("OAUTH2_PROXY_COOKIE_NAME", "env")],
-        "cookie.name",
-        "flag",
-        "",
-    ),
-    (
-        &[],
-        &[("OAUTH2_PROXY_COOKIE_NAME", "env")],
-        "cookie.name",
-        "env",
-        "",
-    ),
-    (
-        &[],
-        &[("OAUTH2_PROXY_NO_SUCH_THING", "x")],
-        "cookie.name",
-        "_oauth2_proxy",
-        "OAUTH2_PROXY_NO_SUCH_THING: not carried",
-    ),
-];
 
 #[test]
 fn each_option_lands_on_its_key() {
@@ -831,5 +428,45 @@ fn unreadable_or_unparsable_input_names_the_file_and_position() {
         run.stderr.contains(&format!("{}:", values.display())),
         "{}",
         run.stderr
+    );
+}
+
+#[test]
+fn secret_files_become_the_file_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = dir.path().join("client-secret");
+    let cookie = dir.path().join("cookie-secret");
+    std::fs::write(&client, "cs-value-not-copied\n").unwrap();
+    std::fs::write(&cookie, format!("{COOKIE_SECRET}\n")).unwrap();
+    let client_flag = format!("--client-secret-file={}", client.display());
+    let cookie_flag = format!("--cookie-secret-file={}", cookie.display());
+    let mut args = vec!["--"];
+    args.extend_from_slice(BASE);
+    args.push(&client_flag);
+    args.push(&cookie_flag);
+    let run = migrate(&args, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    check(&run.stdout, &[]);
+    let doc: Value = serde_yaml::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        at(&doc, "provider.client_secret_file").and_then(Value::as_str),
+        client.to_str()
+    );
+    assert_eq!(
+        at(&doc, "cookie.secret_file").and_then(Value::as_str),
+        cookie.to_str()
+    );
+    // Referenced, never copied: neither value is in the config.
+    assert!(
+        at(&doc, "provider.client_secret").is_none(),
+        "{}",
+        run.stdout
+    );
+    assert!(at(&doc, "cookie.secret").is_none(), "{}", run.stdout);
+    assert!(!run.stdout.contains(COOKIE_SECRET), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains("cs-value-not-copied"),
+        "{}",
+        run.stdout
     );
 }

@@ -447,3 +447,58 @@ fn policy_explain_runs_the_readme_examples() {
     std::fs::write(&claims, "[1]").unwrap();
     assert_eq!(explain("GET", "https://h/").0, 2);
 }
+
+/// `authgate_policy_decisions_total{policy,result}` for every restrictive
+/// policy exists at zero before the first request (dashboards and alerts
+/// see it), and follows a `SIGHUP` reload that renames, adds or drops a
+/// policy; a `skip_auth` policy decides nothing and has no series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_series_exist_at_zero_from_start_and_after_a_reload() {
+    let env = Env::start(POLICIES).await;
+    let series = |policy: &str, result: &str| {
+        format!(r#"authgate_policy_decisions_total{{policy="{policy}",result="{result}"}}"#)
+    };
+    let text = env.gate.metrics().await;
+    for policy in [
+        "prometheus-admin",
+        "team-sites",
+        "corp-only",
+        "partners-only",
+        "devs-read",
+        "bob-by-name",
+        "broken",
+    ] {
+        for result in ["allowed", "forbidden"] {
+            let s = series(policy, result);
+            assert_eq!(support::metric(&text, &s), Some(0.0), "{s} in\n{text}");
+        }
+    }
+    assert!(!text.contains(r#"policy="open-docs""#), "{text}");
+
+    let yaml = std::fs::read_to_string(env.gate.config_path()).unwrap();
+    let renamed = yaml
+        .replace("name: corp-only", "name: corp-members")
+        .replace("name: broken\n", "name: staff\n");
+    assert_ne!(renamed, yaml);
+    std::fs::write(env.gate.config_path(), &renamed).unwrap();
+    env.gate.signal(libc::SIGHUP);
+    let reloaded = r#"authgate_config_reloads_total{result="ok"}"#;
+    let text = support::eventually(
+        std::time::Duration::from_secs(20),
+        "the reload counted",
+        || async {
+            let text = env.gate.metrics().await;
+            (support::metric(&text, reloaded) == Some(1.0)).then_some(text)
+        },
+    )
+    .await;
+    for policy in ["corp-members", "staff", "prometheus-admin"] {
+        for result in ["allowed", "forbidden"] {
+            let s = series(policy, result);
+            assert_eq!(support::metric(&text, &s), Some(0.0), "{s} in\n{text}");
+        }
+    }
+    for gone in ["corp-only", "broken"] {
+        assert!(!text.contains(&format!(r#"policy="{gone}""#)), "{text}");
+    }
+}

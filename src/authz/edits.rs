@@ -70,7 +70,9 @@ impl UpstreamEdits {
                 out.push(name);
             }
         }
-        if matches!(self.cookie, CookieRewrite::Lines(_)) && self.cookie.joined().is_none() {
+        // The rewrite leaves no cookie: `joined()` would be `None`; told
+        // without building it (`sets_with_cookie` builds it once).
+        if matches!(&self.cookie, CookieRewrite::Lines(l) if l.iter().all(|v| v.is_empty())) {
             out.push(http::header::COOKIE.as_str());
         }
         out
@@ -134,6 +136,10 @@ impl CookieRewrite {
         let CookieRewrite::Lines(lines) = self else {
             return None;
         };
+        if let [only] = lines.as_slice() {
+            // One line (the usual case): itself, no copy.
+            return Some(only.clone()).filter(|v| !v.is_empty());
+        }
         let mut bytes: Vec<u8> = Vec::new();
         for line in lines {
             if !bytes.is_empty() {

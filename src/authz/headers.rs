@@ -110,23 +110,31 @@ impl IdentityHeaders {
     /// Headers to send upstream for this grant. Empty values are not sent
     /// (and ext_authz lists them for removal instead).
     pub fn values(&self, grant: &Grant) -> Vec<(HeaderName, HeaderValue)> {
-        let mut out = Vec::with_capacity(self.cfg.identity.len() + 2);
+        let mut out = Vec::with_capacity(self.cfg.identity.len() + 3);
         let id = &grant.identity;
-        let mut groups: Option<HeaderValue> = None;
+        // Each field's value is built once and shared (a `HeaderValue` clone
+        // is a reference count): the default set sends every field twice,
+        // as `X-Auth-Request-*` and as `X-Forwarded-*`.
+        let mut built: [Option<Option<HeaderValue>>; 4] = [None, None, None, None];
         for h in &self.cfg.identity {
-            let value = match h.claim {
-                IdentityClaim::User => HeaderValue::from_bytes(id.user.as_bytes()).ok(),
-                IdentityClaim::Email => HeaderValue::from_bytes(id.email.as_bytes()).ok(),
-                IdentityClaim::PreferredUsername => {
-                    HeaderValue::from_bytes(id.preferred_username.as_bytes()).ok()
-                }
-                IdentityClaim::Groups => {
-                    if groups.is_none() && !id.groups.is_empty() {
-                        groups = HeaderValue::from_bytes(id.groups.join(",").as_bytes()).ok();
+            let (slot, bytes): (usize, fn(&crate::domain::Identity) -> Option<HeaderValue>) =
+                match h.claim {
+                    IdentityClaim::User => {
+                        (0, |id| HeaderValue::from_bytes(id.user.as_bytes()).ok())
                     }
-                    groups.clone()
-                }
-            };
+                    IdentityClaim::Email => {
+                        (1, |id| HeaderValue::from_bytes(id.email.as_bytes()).ok())
+                    }
+                    IdentityClaim::PreferredUsername => (2, |id| {
+                        HeaderValue::from_bytes(id.preferred_username.as_bytes()).ok()
+                    }),
+                    IdentityClaim::Groups => (3, |id| {
+                        (!id.groups.is_empty())
+                            .then(|| HeaderValue::from_bytes(id.groups.join(",").as_bytes()).ok())
+                            .flatten()
+                    }),
+                };
+            let value = built[slot].get_or_insert_with(|| bytes(id)).clone();
             if let Some(v) = value.filter(|v| !v.is_empty()) {
                 out.push((h.name.clone(), v));
             }

@@ -541,4 +541,125 @@ mod tests {
         p.expression = Some(compiled(r#"identity.groups + 1"#));
         assert!(!evaluate(&p, who, &target("GET", "h", "/", "/"))[0].passed);
     }
+    /// What keeping a typical Keycloak ID token's claims costs in the
+    /// session cookie (README "Policies", "Cookie size"): the bytes of
+    /// every `Set-Cookie` line a new session sends, without and with an
+    /// expression that reads `claims`. The session holds Keycloak's three
+    /// tokens (ID, access, refresh) either way; the claims come on top.
+    #[tokio::test]
+    async fn keycloak_claims_cost_in_the_session_cookie() {
+        use crate::session::{codec::SessionCodec, cookies::CookieJar, store::SessionStore};
+        use base64::Engine as _;
+        let b64 =
+            |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let sig = |n: usize| "s".repeat(n);
+        // A Keycloak 24 ID token for a user with realm and client roles.
+        let realm = "https://keycloak.example.com/realms/istio";
+        let claims = serde_json::json!({
+            "exp": 1_764_520_000, "iat": 1_764_519_700, "auth_time": 1_764_519_690,
+            "jti": "5b0c8a6e-2f61-4c3e-9d3e-0c1b7e2a9f11", "iss": realm, "aud": "authgate",
+            "sub": "f3a1c9d2-7b4e-4a61-9c0d-2e5f8a7b6c41", "typ": "ID", "azp": "authgate",
+            "nonce": "Qm9uY2VWYWx1ZUZvclRoZVRlc3RfMTIzNDU2Nzg",
+            "session_state": "0f6e2c1a-9b8d-4e7f-a6c5-3d2b1e0f9a8c",
+            "at_hash": "dGhpcyBpcyBhbiBhdF9oYXNo", "acr": "1",
+            "sid": "0f6e2c1a-9b8d-4e7f-a6c5-3d2b1e0f9a8c", "email_verified": true,
+            "realm_access": {"roles": ["default-roles-istio", "offline_access",
+                "uma_authorization", "prom-admin", "grafana-editor"]},
+            "resource_access": {
+                "account": {"roles": ["manage-account", "manage-account-links", "view-profile"]},
+                "grafana": {"roles": ["editor"]},
+                "prometheus": {"roles": ["admin", "viewer"]}},
+            "name": "Alice Liddell", "preferred_username": "alice",
+            "given_name": "Alice", "family_name": "Liddell", "email": "alice@example.com",
+            "groups": ["/admins", "/platform-team"]
+        });
+        let header = serde_json::json!({"alg": "RS256", "typ": "JWT",
+            "kid": "3Yq8bM0kVn1xR5sT7uW9yA2cE4gI6kM8oQ0sU2wY4a6"});
+        // RS256 over a 2048-bit key: 342 base64url characters.
+        let id_token = format!("{}.{}.{}", b64(&header), b64(&claims), sig(342));
+        let mut access = claims.as_object().unwrap().clone();
+        access.insert("typ".into(), "Bearer".into());
+        access.insert("scope".into(), "openid email profile".into());
+        access.insert(
+            "allowed-origins".into(),
+            serde_json::json!(["https://app.example.com"]),
+        );
+        let access_token = format!(
+            "{}.{}.{}",
+            b64(&header),
+            b64(&Value::Object(access)),
+            sig(342)
+        );
+        // Keycloak's refresh token: HS512, few claims.
+        let refresh = serde_json::json!({"exp": 1_764_521_500, "iat": 1_764_519_700,
+            "jti": "8e2d4c6a-1b3f-4d5e-9a7c-0b2d4f6a8c0e", "iss": realm, "aud": realm,
+            "sub": "f3a1c9d2-7b4e-4a61-9c0d-2e5f8a7b6c41", "typ": "Refresh", "azp": "authgate",
+            "nonce": "Qm9uY2VWYWx1ZUZvclRoZVRlc3RfMTIzNDU2Nzg",
+            "session_state": "0f6e2c1a-9b8d-4e7f-a6c5-3d2b1e0f9a8c",
+            "scope": "openid email profile", "sid": "0f6e2c1a-9b8d-4e7f-a6c5-3d2b1e0f9a8c"});
+        let refresh_header = serde_json::json!({"alg": "HS512", "typ": "JWT",
+            "kid": "9c1e3a5b-7d9f-4b1d-8e2f-4a6c8e0b2d4f"});
+        let refresh_token = format!("{}.{}.{}", b64(&refresh_header), b64(&refresh), sig(86));
+
+        let cfg = crate::config::load_str_with_env(
+            "provider: { issuer_url: 'https://keycloak.example.com/realms/istio', client_id: authgate }\n\
+             cookie: { secret: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY }\n\
+             upstreams: [ { path: /, url: 'http://127.0.0.1:8080' } ]\n",
+            &|_| None,
+        )
+        .unwrap();
+        let codec = Arc::new(SessionCodec::new(cfg.cookie.secret.expose()));
+        let store =
+            SessionStore::new(&cfg, codec, crate::metrics::Metrics::new().unwrap()).unwrap();
+        let empty = http::HeaderMap::new();
+        let jar = CookieJar::from_headers(&empty);
+        let map = claims.as_object().unwrap().clone();
+        let mut sizes = Vec::new();
+        for need in [false, true] {
+            let session = crate::session::Session {
+                identity: Identity {
+                    user: "alice@example.com".into(),
+                    email: "alice@example.com".into(),
+                    preferred_username: "alice".into(),
+                    groups: vec!["/admins".into(), "/platform-team".into()],
+                },
+                sub: "f3a1c9d2-7b4e-4a61-9c0d-2e5f8a7b6c41".into(),
+                sid: Some("0f6e2c1a-9b8d-4e7f-a6c5-3d2b1e0f9a8c".into()),
+                id_token: Some(crate::domain::Secret::new(id_token.clone())),
+                access_token: Some(crate::domain::Secret::new(access_token.clone())),
+                refresh_token: Some(crate::domain::Secret::new(refresh_token.clone())),
+                refreshed_at: 1_764_519_700,
+                expires_at: 1_764_519_700 + 7 * 86_400,
+                claims: session_claims(need, map.clone()),
+            };
+            let lines = store
+                .save(&session, None, "app.example.com", &jar)
+                .await
+                .unwrap();
+            let bytes: usize = lines
+                .iter()
+                .map(|l| "Set-Cookie: ".len() + l.len() + 2)
+                .sum();
+            sizes.push((lines.len(), bytes));
+        }
+        let kept = session_claims(true, map.clone()).unwrap();
+        let kept_json = serde_json::to_vec(kept.expose()).unwrap().len();
+        let ((n0, without), (n1, with)) = (sizes[0], sizes[1]);
+        eprintln!(
+            "Keycloak session cookie: {without} bytes in {n0} Set-Cookie line(s) without claims, \
+             {with} bytes in {n1} with claims kept ({kept_json} bytes of claims JSON; +{})",
+            with - without
+        );
+        // The README's numbers: about 4/3 of the kept claims' JSON, under
+        // 1 KB for this token, and the whole session under 8 KB (two
+        // 4 KB cookies) either way.
+        assert!(with > without, "claims kept: the cookie grows");
+        assert!(with - without <= 1024, "+{} bytes", with - without);
+        assert!(
+            with - without <= kept_json * 4 / 3 + 120,
+            "+{} for {kept_json}",
+            with - without
+        );
+        assert!(with <= 8 * 1024 && n1 <= 2, "{with} bytes in {n1} lines");
+    }
 }

@@ -42,6 +42,7 @@ pub(super) struct ServerFile {
     #[serde(deserialize_with = "flex_usize")]
     pub(super) threads: usize,
     pub(super) shutdown_grace: DurationText,
+    pub(super) upgrade_sock: String,
 }
 
 impl Default for ServerFile {
@@ -56,6 +57,8 @@ impl Default for ServerFile {
             tls: None,
             threads: 0,
             shutdown_grace: DurationText("5s".into()),
+            // `--upgrade`'s hand-over socket; empty = `<temp dir>/authgate_upgrade.sock`.
+            upgrade_sock: String::new(),
         }
     }
 }
@@ -307,6 +310,7 @@ pub(super) struct TelemetryFile {
     pub(super) access_log: bool,
     pub(super) otlp_endpoint: String,
     pub(super) service_name: String,
+    #[serde(deserialize_with = "flex_f64")]
     pub(super) sample_ratio: f64,
 }
 
@@ -461,4 +465,29 @@ fn flex_usize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Er
         }
     }
     deserializer.deserialize_any(CountVisitor)
+}
+
+/// A number that may also be a decimal string: the file reaches serde as
+/// strings (for `${VAR}`), so `sample_ratio: 0.5` arrives as "0.5".
+fn flex_f64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    struct NumberVisitor;
+    impl Visitor<'_> for NumberVisitor {
+        type Value = f64;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a number")
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<f64, E> {
+            v.trim().parse().map_err(|_| E::custom("expected a number"))
+        }
+    }
+    deserializer.deserialize_any(NumberVisitor)
 }

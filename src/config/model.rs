@@ -47,7 +47,10 @@ pub struct Config {
 pub struct Telemetry {
     /// One decision line per request on stderr (`crate::access_log`).
     pub access_log: bool,
-    /// `service.name` of the traces (OTLP export is not built yet).
+    /// The OTLP/gRPC collector as `scheme://host:port` (`crate::telemetry::trace`);
+    /// None: no tracing.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the traces.
     pub service_name: String,
     /// Fraction of new traces sampled, 0.0 to 1.0.
     pub sample_ratio: f64,
@@ -57,6 +60,7 @@ impl Default for Telemetry {
     fn default() -> Self {
         Telemetry {
             access_log: false,
+            otlp_endpoint: None,
             service_name: "authgate".into(),
             sample_ratio: 1.0,
         }
@@ -84,6 +88,10 @@ pub struct Server {
     pub threads: usize,
     /// How long SIGTERM waits for in-flight requests (`server.shutdown_grace`, default 5s).
     pub shutdown_grace: Duration,
+    /// The Unix socket through which `authgate run --upgrade` takes over the
+    /// listening sockets of the running process (`server.upgrade_sock`,
+    /// default `<temp dir>/authgate_upgrade.sock`).
+    pub upgrade_sock: PathBuf,
 }
 
 /// `server.tls`: PEM files, checked readable at load time.

@@ -414,6 +414,8 @@ impl Gate {
                 return fail(reply);
             }
         };
+        // The decision log names who signed in (or was refused), never a token.
+        crate::access_log::note_user(&login.identity.user);
         let target = self.flow_target(&flow).await;
         let target =
             redirect::validate(&target, req.host, &self.cfg.redirect.allowed_domains).into_owned();

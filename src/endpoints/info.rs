@@ -26,6 +26,7 @@ impl Gate {
         };
         match self.authenticate(req).await {
             Authn::Identified(mut grant) => {
+                crate::access_log::note_user(&grant.identity.user);
                 if let Err(mut r) = self.authorize(req, &selection, &grant) {
                     append_cookies(&mut r, grant.set_cookies);
                     return r;
@@ -55,6 +56,7 @@ impl Gate {
     pub async fn userinfo(&self, req: &RequestView<'_>) -> Reply {
         match self.authenticate(req).await {
             Authn::Identified(grant) => {
+                crate::access_log::note_user(&grant.identity.user);
                 let body = serde_json::to_vec(&*grant.identity).unwrap_or_default();
                 let mut r = pages::json(StatusCode::OK, Outcome::Allowed, body);
                 append_cookies(&mut r, grant.set_cookies);

@@ -108,8 +108,24 @@ impl ServeHttp for ExtAuthzHttp {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         let on = crate::access_log::enabled(&self.gate.load());
-        let check = self.check(session.req_header(), client);
-        let ((outcome, resp), log) = crate::access_log::scope(on, check).await;
+        let req = session.req_header();
+        let trace = crate::telemetry::trace::start(
+            Listener::ExtAuthzHttp,
+            req.method.as_str(),
+            req.uri.path(),
+            &req.headers,
+        );
+        // Tracing records the policy too, so it collects the note as well.
+        let check = crate::access_log::scope(on || trace.is_some(), self.check(req, client));
+        let ((outcome, resp), mut log) = match &trace {
+            Some(t) => tracing::Instrument::instrument(check, t.span().clone()).await,
+            None => check.await,
+        };
+        if let Some(trace) = trace {
+            trace.noted(log.as_mut());
+            trace.finish(resp.status().as_u16(), outcome);
+        }
+        let log = log.filter(|_| on);
         self.gate
             .load()
             .metrics

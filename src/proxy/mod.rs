@@ -54,6 +54,9 @@ pub struct Ctx {
     /// upstream's address once one is picked.
     log: Option<crate::access_log::Note>,
     upstream_addr: String,
+    /// The request's server span (`telemetry.otlp_endpoint` set), ended in
+    /// `logging`; its `traceparent` replaces the client's upstream.
+    trace: Option<crate::telemetry::trace::RequestSpan>,
 }
 
 /// What `request_filter` does after the decision.
@@ -169,6 +172,7 @@ impl ProxyHttp for AuthProxy {
             forwarded_trusted: false,
             log: None,
             upstream_addr: String::new(),
+            trace: None,
         }
     }
 
@@ -178,8 +182,24 @@ impl ProxyHttp for AuthProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         ctx.client_ip = client_ip(session);
         let on = crate::access_log::enabled(&ctx.gate);
-        let (step, log) = crate::access_log::scope(on, self.step(session, ctx)).await;
-        ctx.log = log;
+        let req = session.req_header();
+        ctx.trace = crate::telemetry::trace::start(
+            Listener::Proxy,
+            req.method.as_str(),
+            req.uri.path(),
+            &req.headers,
+        );
+        // Tracing records the policy too, so it collects the note as well.
+        let span = ctx.trace.as_ref().map(|t| t.span().clone());
+        let noted = crate::access_log::scope(on || span.is_some(), self.step(session, ctx));
+        let (step, mut log) = match span {
+            Some(span) => tracing::Instrument::instrument(noted, span).await,
+            None => noted.await,
+        };
+        if let Some(trace) = &ctx.trace {
+            trace.noted(log.as_mut());
+        }
+        ctx.log = log.filter(|_| on);
         let reply = match step {
             Step::Forward(upstream) => {
                 ctx.upstream = upstream;
@@ -263,6 +283,9 @@ impl ProxyHttp for AuthProxy {
         if let Some(host) = ctx.gate.upstreams.host_override(ctx.upstream) {
             upstream.insert_header(http::header::HOST, host)?;
         }
+        if let Some(trace) = &ctx.trace {
+            trace.inject(upstream)?;
+        }
         Ok(())
     }
 
@@ -325,6 +348,10 @@ impl ProxyHttp for AuthProxy {
         ctx.gate
             .metrics
             .request(Listener::Proxy, ctx.outcome, ctx.started.elapsed());
+        if let Some(trace) = ctx.trace.take() {
+            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            trace.finish(status, ctx.outcome);
+        }
         if let Some(note) = &ctx.log {
             let entry = crate::access_log::Entry {
                 listener: Listener::Proxy,

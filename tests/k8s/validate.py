@@ -16,7 +16,9 @@ For each YAML document in each *.yaml / *.yml file under k8s/:
 - cross-references that would only fail at runtime: Services that select no
   pod or name a missing port, VirtualServices routing to missing Services,
   volumes naming missing ConfigMaps/Secrets, CUSTOM policies naming an unknown
-  provider, extension providers pointing at a missing Service port.
+  provider, extension providers pointing at a missing Service port;
+- the rollout of an authgate Deployment: `maxUnavailable: 0`, a `preStop`
+  sleep, `terminationGracePeriodSeconds` above it plus `server.shutdown_grace`.
 
 Prints one line per check and, last, exactly `N passed, M failed`; exits 1 on
 any failure.
@@ -588,6 +590,74 @@ def check_probes(inv: Inventory) -> list[str]:
     return problems
 
 
+def duration_seconds(text: str) -> float | None:
+    """authgate's duration syntax (`30s`, `1h30m`, `500ms`) in seconds."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    parts = re.findall(r"(\d+)(ms|s|m|h|d)", text.strip())
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        return None
+    return sum(int(n) * units[u] for n, u in parts)
+
+
+def mounted_authgate_configs(inv: Inventory, namespace: str, template: dict[str, Any]) -> list[dict[str, Any]]:
+    """The authgate.yaml files of the ConfigMaps a pod template mounts."""
+    names = set()
+    for v in template.get("spec", {}).get("volumes") or []:
+        if "configMap" in v:
+            names.add(v["configMap"].get("name"))
+        for src in (v.get("projected") or {}).get("sources") or []:
+            if "configMap" in src:
+                names.add(src["configMap"].get("name"))
+    out = []
+    for name in names:
+        cm = inv.find("ConfigMap", namespace, name)
+        for _, text in authgate_configs(cm) if cm else []:
+            try:
+                out.append(yaml.safe_load(text) or {})
+            except yaml.YAMLError:
+                pass
+    return out
+
+
+def check_rollout(inv: Inventory) -> list[str]:
+    """An authgate Deployment rolls without dropping a request: new pods
+    before old ones go (`maxUnavailable: 0`), a `preStop` sleep so endpoints
+    are removed before SIGTERM, and a termination grace period above that
+    sleep plus `server.shutdown_grace` (so SIGKILL never cuts the drain)."""
+    problems = []
+    for d in inv.of_kind("Deployment"):
+        template = d.body.get("spec", {}).get("template", {})
+        containers = template.get("spec", {}).get("containers", [])
+        if not containers or not all(str(c.get("image", "")).startswith("authgate") for c in containers):
+            continue  # authgate only as a sidecar of a single-replica app
+        where = f"Deployment {d.namespace}/{d.name}"
+        strategy = d.body.get("spec", {}).get("strategy") or {}
+        if strategy.get("type", "RollingUpdate") != "RollingUpdate" or (
+            (strategy.get("rollingUpdate") or {}).get("maxUnavailable") not in (0, "0", "0%")
+        ):
+            problems.append(f"{where}: needs a RollingUpdate with maxUnavailable: 0")
+        graces = [
+            duration_seconds(str((c.get("server") or {}).get("shutdown_grace", "5s")))
+            for c in mounted_authgate_configs(inv, d.namespace, template)
+        ]
+        if any(g is None for g in graces):
+            problems.append(f"{where}: server.shutdown_grace is not a duration")
+        grace = max([g for g in graces if g is not None] or [5])
+        period = template.get("spec", {}).get("terminationGracePeriodSeconds", 30)
+        for c in containers:
+            pre = ((c.get("lifecycle") or {}).get("preStop")) or {}
+            sleep = (pre.get("sleep") or {}).get("seconds")
+            if not isinstance(sleep, int) or sleep <= 0:
+                problems.append(f"{where} container {c.get('name')}: needs a lifecycle.preStop sleep")
+                sleep = 0
+            if period <= sleep + grace:
+                problems.append(
+                    f"{where}: terminationGracePeriodSeconds {period} must exceed preStop "
+                    f"{sleep}s + shutdown_grace {grace:g}s"
+                )
+    return problems
+
+
 def check_volumes(inv: Inventory) -> list[str]:
     problems = []
 
@@ -735,6 +805,7 @@ def main(argv: list[str]) -> int:
         ("VirtualServices route to defined Gateways/Services", check_virtual_services(inv)),
         ("CUSTOM policies and extension providers resolve", check_providers(inv, providers)),
         ("Grafana [auth.jwt] reads authgate's signed assertion", check_grafana_jwt(inv)),
+        ("authgate Deployments roll and drain without dropping requests", check_rollout(inv)),
     ]
     for what, problems in cross:
         report.check(f"cross-reference: {what}", problems)

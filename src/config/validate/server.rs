@@ -1,7 +1,9 @@
 //! `server`: listener addresses (no two alike), the ext_authz path prefix,
-//! trusted proxy CIDRs, TLS files, threads and the shutdown grace.
+//! trusted proxy CIDRs, TLS files, threads, the shutdown grace and the
+//! upgrade socket.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use ipnet::IpNet;
 
@@ -67,6 +69,7 @@ impl Validator {
             n => n,
         };
         let shutdown_grace = self.duration("server.shutdown_grace", &s.shutdown_grace.0);
+        let upgrade_sock = self.upgrade_sock(&s.upgrade_sock);
 
         let trusted_proxies = trusted_proxies.into_iter().collect::<Option<Vec<_>>>();
         Some(Server {
@@ -79,6 +82,25 @@ impl Validator {
             tls: tls?,
             threads,
             shutdown_grace: shutdown_grace?,
+            upgrade_sock: upgrade_sock?,
         })
+    }
+
+    /// `server.upgrade_sock`: a Unix socket path (empty = the default in the
+    /// temp dir) that fits `sockaddr_un.sun_path` (107 bytes and a NUL).
+    fn upgrade_sock(&mut self, text: &str) -> Option<PathBuf> {
+        let path = if text.is_empty() {
+            std::env::temp_dir().join("authgate_upgrade.sock")
+        } else {
+            PathBuf::from(text)
+        };
+        if path.as_os_str().len() > 107 {
+            self.problem(
+                "server.upgrade_sock",
+                "longer than the 107 bytes a Unix socket path may have",
+            );
+            return None;
+        }
+        Some(path)
     }
 }

@@ -10,15 +10,17 @@
 //! `append` flag is left unset: with it Envoy folds values into one line).
 //!
 //! `request` converts the wire to the request edge's view, `response` the
-//! decision back to the wire, `service` orchestrates and serves (as
-//! Pomerium's authorize service does).
+//! decision back to the wire, `service` orchestrates (as Pomerium's
+//! authorize service does), `serve` serves it on a Pingora listener.
 
 mod request;
 mod response;
+mod serve;
 mod service;
 #[cfg(test)]
 mod tests;
 
 pub use request::admit_check;
 pub use response::{INVALID_ARGUMENT, OK, PERMISSION_DENIED, UNAUTHENTICATED, UNAVAILABLE};
-pub use service::{ExtAuthzGrpc, GrpcService};
+pub use serve::GrpcApp;
+pub use service::ExtAuthzGrpc;

@@ -1,19 +1,12 @@
 //! The tonic `Authorization` service: read the `CheckRequest`, admit it
-//! through the request edge, decide, answer; and the background service
-//! that serves it inside Pingora's process.
+//! through the request edge, decide, answer (`serve` puts it on a Pingora
+//! listener).
 
-use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
-use async_trait::async_trait;
-use envoy_types::ext_authz::v3::pb::{
-    Authorization, AuthorizationServer, CheckRequest, CheckResponse,
-};
+use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse};
 use futures::FutureExt;
-use parking_lot::Mutex;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 use tonic::{Request, Response, Status};
 
 use super::{request, response, PERMISSION_DENIED};
@@ -66,12 +59,25 @@ impl Authorization for ExtAuthzGrpc {
     ) -> Result<Response<CheckResponse>, Status> {
         let started = Instant::now();
         let on = crate::access_log::enabled(&self.gate.load());
+        let trace = crate::telemetry::trace::start_check(request.get_ref());
         let check = AssertUnwindSafe(self.check_request(request.get_ref())).catch_unwind();
-        let (answer, log) = crate::access_log::scope(on, check).await;
+        // Tracing records the policy too, so it collects the note as well.
+        let noted = crate::access_log::scope(on || trace.is_some(), check);
+        let (answer, mut log) = match &trace {
+            Some(t) => tracing::Instrument::instrument(noted, t.span().clone()).await,
+            None => noted.await,
+        };
+        if let Some(trace) = &trace {
+            trace.noted(log.as_mut());
+        }
+        let log = log.filter(|_| on);
         let (outcome, resp) = match answer {
             Ok(answer) => answer,
             Err(_) => {
                 tracing::error!("ext_authz gRPC check failed internally");
+                if let Some(trace) = trace {
+                    trace.finish(0, Outcome::Error);
+                }
                 self.gate.load().metrics.request(
                     Listener::ExtAuthzGrpc,
                     Outcome::Error,
@@ -84,6 +90,9 @@ impl Authorization for ExtAuthzGrpc {
             .load()
             .metrics
             .request(Listener::ExtAuthzGrpc, outcome, started.elapsed());
+        if let Some(trace) = trace {
+            trace.finish(crate::access_log::grpc_status(&resp), outcome);
+        }
         if let Some(note) = log {
             let entry = crate::access_log::Entry {
                 listener: Listener::ExtAuthzGrpc,
@@ -95,61 +104,5 @@ impl Authorization for ExtAuthzGrpc {
             crate::access_log::emit(&entry, &note, ("", "", ""));
         }
         Ok(Response::new(resp))
-    }
-}
-
-/// Runs the gRPC server (h2c) inside Pingora as a background service, so it
-/// shares the process, the state and the shutdown.
-pub struct GrpcService {
-    gate: GateHandle,
-    listener: Mutex<Option<std::net::TcpListener>>,
-}
-
-impl GrpcService {
-    /// Binds now so a taken port fails start-up, not later.
-    pub fn bind(gate: impl Into<GateHandle>, addr: SocketAddr) -> std::io::Result<Self> {
-        let listener = std::net::TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
-        Ok(GrpcService {
-            gate: gate.into(),
-            listener: Mutex::new(Some(listener)),
-        })
-    }
-}
-
-#[async_trait]
-impl BackgroundService for GrpcService {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let Some(std_listener) = self.listener.lock().take() else {
-            return;
-        };
-        let listener = match tokio::net::TcpListener::from_std(std_listener) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(error = %e, "ext_authz gRPC listener failed");
-                return;
-            }
-        };
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<AuthorizationServer<ExtAuthzGrpc>>()
-            .await;
-        let result = tonic::transport::Server::builder()
-            .add_service(health_service)
-            .add_service(AuthorizationServer::new(ExtAuthzGrpc::new(
-                self.gate.clone(),
-            )))
-            .serve_with_incoming_shutdown(
-                // Nagle's algorithm holds each response's small trailers
-                // frame until the client's delayed ACK: ~40 ms per `Check`.
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                async move {
-                    let _ = shutdown.changed().await;
-                },
-            )
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "ext_authz gRPC server stopped");
-        }
     }
 }
