@@ -8,7 +8,11 @@
 //! cookie or token; the decision log carries the trace id; `SIGTERM`
 //! flushes the queue; a dead collector never fails a request and is logged
 //! once. With tracing off the client's trace headers go upstream untouched.
+//! Inside a request, the IdP calls (token), the Redis session store's
+//! commands and the upstream request are client spans under its span,
+//! without a code, token, cookie, key or client secret.
 
+use crate::redis_servers;
 use crate::support;
 
 use std::collections::HashMap;
@@ -129,12 +133,17 @@ impl Receiver {
         self.0.lock().clone()
     }
 
-    /// Waits for the span of trace `trace_id` (exported every few seconds).
+    /// Waits for the request (server) span of trace `trace_id` (exported
+    /// every few seconds); its child spans are left out.
     async fn span_of(&self, trace_id: &str) -> Got {
         support::eventually(
             Duration::from_secs(30),
-            &format!("a span of trace {trace_id}"),
-            || async { self.spans().into_iter().find(|s| s.trace_id == trace_id) },
+            &format!("the request span of trace {trace_id}"),
+            || async {
+                self.spans()
+                    .into_iter()
+                    .find(|s| s.trace_id == trace_id && s.name == "authgate.request")
+            },
         )
         .await
     }
@@ -396,6 +405,138 @@ allowed_groups: [admins]\n",
         "{}",
         gate.stderr()
     );
+}
+
+/// The request span of trace `trace_id` and, once they all arrived, the
+/// spans whose parent it is.
+async fn request_and_children(
+    otlp: &Receiver,
+    trace_id: &str,
+    ready: impl Fn(&[Got]) -> bool,
+) -> (Got, Vec<Got>) {
+    support::eventually(
+        Duration::from_secs(30),
+        &format!("the request span of trace {trace_id} and its children"),
+        || async {
+            let spans = otlp.spans();
+            let request = spans
+                .iter()
+                .find(|s| s.trace_id == trace_id && s.name == "authgate.request")?
+                .clone();
+            let children: Vec<Got> = spans
+                .into_iter()
+                .filter(|s| s.trace_id == trace_id && s.parent == request.span_id)
+                .collect();
+            ready(&children).then_some((request, children))
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idp_redis_and_upstream_calls_are_child_spans_without_secrets() {
+    if !redis_servers::available() {
+        panic!("redis-server is needed: ./dev.sh test installs it");
+    }
+    let redis = redis_servers::RedisProc::server(&[]).await;
+    let (otlp, otlp_port, _receiver) = Receiver::start().await;
+    let idp = TestServer::idp().await;
+    let echo = TestServer::echo("app").await;
+    let cfg = GateConfig::new(idp.port(), &[("/", echo.port())]);
+    let yaml = format!(
+        "{}headers:\n  pass_authorization: true\nsession:\n  store: redis\n  redis:\n    \
+url: \"redis://127.0.0.1:{}/0\"\ntelemetry:\n  otlp_endpoint: http://127.0.0.1:{otlp_port}\n",
+        cfg.yaml(),
+        redis.port
+    );
+    let gate = Authgate::run_yaml(&cfg, &yaml).await;
+    let client = support::client();
+
+    // The login, its callback in a trace of our own.
+    let mut jar = Jar::default();
+    let authorize = support::start_login(&client, &mut jar, &gate.url("/app/start")).await;
+    let callback = support::login_at_idp(&client, &authorize, "alice").await;
+    let code = support::query_param(&callback, "code").expect("a code");
+    let login_trace = "1a2b3c4d5e6f708192a3b4c5d6e7f809";
+    let r = client
+        .get(callback.as_str())
+        .header("cookie", jar.header())
+        .header("traceparent", traceparent(login_trace, "01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "signed in");
+    jar.update(&r);
+    let (callback_span, children) = request_and_children(&otlp, login_trace, |c| {
+        c.iter().any(|s| s.name == "idp token")
+            && c.iter().any(|s| s.attr("db.system.name") == "redis")
+    })
+    .await;
+    assert_eq!(callback_span.parent, PARENT);
+    let token = children.iter().find(|s| s.name == "idp token").unwrap();
+    assert_eq!(token.kind, 3, "SPAN_KIND_CLIENT");
+    assert_eq!(token.attr("http.request.method"), "POST");
+    assert_eq!(token.attr("server.address"), "127.0.0.1");
+    assert_eq!(token.attr("server.port"), idp.port().to_string());
+    assert!(token.attr("url.path").ends_with("/token"), "{token:?}");
+    assert_eq!(token.attr("http.response.status_code"), "200");
+    let saved = children
+        .iter()
+        .find(|s| s.attr("db.system.name") == "redis")
+        .unwrap();
+    assert_eq!(saved.kind, 3, "SPAN_KIND_CLIENT");
+    assert!(!saved.attr("db.operation.name").is_empty(), "{saved:?}");
+
+    // A proxied request: the session from Redis, then the upstream.
+    let page_trace = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
+    let r = client
+        .get(gate.url("/app/page"))
+        .header("cookie", jar.header())
+        .header("traceparent", traceparent(page_trace, "01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let echoed: Value = r.json().await.unwrap();
+    let id_token = support::echoed_header(&echoed, "authorization")
+        .first()
+        .and_then(|a| a.strip_prefix("Bearer ").map(str::to_owned))
+        .expect("the ID token upstream");
+    let (_, children) = request_and_children(&otlp, page_trace, |c| {
+        c.iter().any(|s| s.name == "upstream") && c.iter().any(|s| s.name == "GET")
+    })
+    .await;
+    let load = children.iter().find(|s| s.name == "GET").unwrap();
+    assert_eq!(load.attr("db.system.name"), "redis");
+    assert_eq!(load.attr("db.operation.name"), "GET");
+    let upstream = children.iter().find(|s| s.name == "upstream").unwrap();
+    assert_eq!(upstream.kind, 3, "SPAN_KIND_CLIENT");
+    assert_eq!(upstream.attr("server.address"), "127.0.0.1");
+    assert_eq!(upstream.attr("server.port"), echo.port().to_string());
+    assert_eq!(upstream.attr("http.response.status_code"), "200");
+
+    // No secret in any span: not the code, the session cookie, the Redis
+    // key (the session id), a token or the client secret.
+    let keys = redis.cmd(&["KEYS", "authgate:session:*"]);
+    let key = keys.lines().next().unwrap_or_default().trim().to_owned();
+    assert!(key.starts_with("authgate:session:"), "{keys}");
+    let session_id = key.trim_start_matches("authgate:session:").to_owned();
+    let mut secrets = vec![
+        code,
+        id_token,
+        key,
+        session_id,
+        support::CLIENT_SECRET.to_owned(),
+        "eyJ".to_owned(),
+    ];
+    secrets.extend(jar.0.values().cloned());
+    for s in otlp.spans() {
+        let text = format!("{s:?}");
+        for secret in &secrets {
+            assert!(!text.contains(secret.as_str()), "{secret} in {s:#?}");
+        }
+        assert!(!text.contains('?'), "a query in {s:#?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -125,22 +125,25 @@ impl Gate {
         if self.cfg.authorization.bearer_tokens {
             if let Some(token) = bearer_jwt(req.headers) {
                 match self.provider.verify_bearer_claims(token).await {
-                    Ok((identity, claims)) => {
-                        let sub = claims
-                            .get("sub")
-                            .and_then(serde_json::Value::as_str)
-                            .unwrap_or_default();
+                    Ok(bearer) => {
+                        // Shared with every request presenting this token
+                        // while it is cached: `Arc` clones, no copies.
+                        let claims = self.cfg.policies.need_claims.then(|| {
+                            bearer.policy_claims(|c| {
+                                policy::session_claims(true, c.clone())
+                                    .map(|c| Arc::new(c.into_inner()))
+                            })
+                        });
                         return Authn::Identified(Grant {
-                            sub: Arc::from(sub),
-                            claims: policy::session_claims(self.cfg.policies.need_claims, claims)
-                                .map(|c| Arc::new(c.into_inner())),
+                            sub: bearer.sub.clone(),
+                            claims: claims.flatten(),
                             assertion: None,
-                            identity: Arc::new(identity),
+                            identity: bearer.identity.clone(),
                             id_token: self
                                 .cfg
                                 .headers
                                 .pass_authorization
-                                .then(|| Secret::new(Arc::from(token))),
+                                .then(|| bearer.token.clone()),
                             access_token: None,
                             set_cookies: Vec::new(),
                         });

@@ -171,7 +171,18 @@ impl IdpCall<'_> {
             }
             e => e,
         };
-        let res = self.http.execute(req).await;
+        // The IdP call's client span (tracing on): endpoint, method and
+        // path only, never the query, body or headers (code, secret, tokens).
+        let span = crate::telemetry::trace::idp_call(span_name(endpoint), req.method(), req.uri());
+        let res = tracing::Instrument::instrument(self.http.execute(req), span.clone()).await;
+        crate::telemetry::trace::answered(
+            &span,
+            match &res {
+                Ok(r) => r.status().as_u16(),
+                Err(TransportError::ServerError(s)) => *s,
+                Err(_) => 0,
+            },
+        );
         let ok = match &res {
             Ok(r) => {
                 self.status.store(r.status().as_u16(), Ordering::Relaxed);
@@ -195,6 +206,17 @@ impl<'c> openidconnect::AsyncHttpClient<'c> for IdpCall<'_> {
 
     fn call(&'c self, request: HttpRequest) -> Self::Future {
         Box::pin(self.send(request))
+    }
+}
+
+/// The IdP call's span name (`idp <name>`), as the metric's label.
+fn span_name(endpoint: IdpEndpoint) -> &'static str {
+    match endpoint {
+        IdpEndpoint::Discovery => "discovery",
+        IdpEndpoint::Jwks => "jwks",
+        IdpEndpoint::Token => "token",
+        IdpEndpoint::Refresh => "refresh",
+        IdpEndpoint::Userinfo => "userinfo",
     }
 }
 

@@ -10,8 +10,14 @@
 //! Each key is held twice: for `jsonwebtoken` (bearer and logout tokens) and
 //! as `openidconnect`'s `CoreJsonWebKey` (ID tokens), parsed from the same
 //! JWK, so both verifiers see the same keys and the same rotation.
+//!
+//! Each key set also remembers the bearer tokens it verified
+//! ([`Jwks::verified`]): a refetched set (rotation, a key withdrawn, the
+//! periodic refresh) starts with none.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,10 +27,11 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use openidconnect::core::CoreJsonWebKey;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use url::Url;
 
 use super::http::IdpHttp;
+use super::verify::Bearer;
 use super::OidcError;
 use crate::metrics::IdpEndpoint;
 
@@ -61,12 +68,63 @@ pub struct Key {
 
 /// At most this many verified bearer tokens are remembered per key set.
 pub const MAX_VERIFIED: usize = 1024;
-/// Longer bearer tokens are verified every time (memory bound: at most
-/// [`MAX_VERIFIED`] x 8 KiB of tokens plus their claims per key set).
+/// Longer bearer tokens are verified every time.
 pub const MAX_VERIFIED_TOKEN_LEN: usize = 8 * 1024;
+/// At most this many bytes of remembered tokens per key set, each counted as
+/// twice its length plus 512 (its copy, its decoded claims, the entry): with
+/// 8 KiB tokens, ~500 of them.
+pub const MAX_VERIFIED_BYTES: usize = 8 * 1024 * 1024;
+/// The cache is indexed by a keyed hash of the token's last bytes (its
+/// signature, the part that differs between any two tokens): hashing them
+/// costs a fraction of hashing the whole token, and the entry found is
+/// compared with the whole presented token anyway.
+const INDEXED_TAIL: usize = 48;
 
-/// Bearer tokens this key set verified, with their claims and `exp`.
-type Verified = HashMap<Box<str>, (Arc<serde_json::Map<String, serde_json::Value>>, u64)>;
+/// The bytes one remembered token is counted for: the token twice (its own
+/// copy, and its decoded claims, whose JSON is 3/4 of the token's length,
+/// with the map's overhead) plus the entry itself.
+fn entry_bytes(token_len: usize) -> usize {
+    2 * token_len + 512
+}
+
+/// Bearer tokens this key set verified, each with its `exp`.
+#[derive(Default)]
+struct Verified {
+    /// By [`Verified::index`]; a token whose index another token holds is
+    /// simply not found (and replaces it when verified).
+    by_index: HashMap<u64, (Arc<Bearer>, u64)>,
+    /// The sum of [`entry_bytes`] over `by_index`.
+    bytes: usize,
+    /// Random per key set, so no client can aim tokens at one index.
+    hasher: RandomState,
+}
+
+impl Verified {
+    fn index(&self, token: &str) -> u64 {
+        let tail = token.len().saturating_sub(INDEXED_TAIL);
+        self.hasher.hash_one(&token.as_bytes()[tail..])
+    }
+
+    /// Drops the tokens expired at `now`, then everything if the bounds
+    /// still leave no room for one more entry of `bytes`.
+    fn make_room(&mut self, bytes: usize, now: u64) {
+        let full =
+            |v: &Verified| v.by_index.len() >= MAX_VERIFIED || v.bytes + bytes > MAX_VERIFIED_BYTES;
+        if !full(self) {
+            return;
+        }
+        self.by_index.retain(|_, (_, exp)| *exp > now);
+        self.bytes = self
+            .by_index
+            .values()
+            .map(|(b, _)| entry_bytes(b.token.expose().len()))
+            .sum();
+        if full(self) {
+            self.by_index.clear();
+            self.bytes = 0;
+        }
+    }
+}
 
 #[derive(Default)]
 struct KeySet {
@@ -74,8 +132,9 @@ struct KeySet {
     /// Keys published without a `kid`, tried when a token has none.
     anonymous: Vec<Arc<Key>>,
     /// Verified bearer tokens: they live and die with this set, so a
-    /// refetched key set (rotation, a key withdrawn) starts empty.
-    verified: Mutex<Verified>,
+    /// refetched key set (rotation, a key withdrawn, the periodic refresh)
+    /// starts empty.
+    verified: RwLock<Verified>,
 }
 
 /// One fetch of the key set, awaited by every caller that needs it.
@@ -201,32 +260,29 @@ impl Jwks {
         Next::Await(fetch)
     }
 
-    /// The claims of a bearer token this key set verified before, while
-    /// `now` (Unix seconds) is before its `exp`.
-    pub fn verified_claims(
-        &self,
-        token: &str,
-        now: u64,
-    ) -> Option<Arc<serde_json::Map<String, serde_json::Value>>> {
+    /// The bearer token this key set verified before, exactly `token`
+    /// (compared whole, in constant time), while `now` (Unix seconds) is
+    /// before its `exp`.
+    pub fn verified(&self, token: &str, now: u64) -> Option<Arc<Bearer>> {
         let set = self.keys.load();
-        let verified = set.verified.lock();
-        let (claims, exp) = verified.get(token)?;
-        (now < *exp).then(|| claims.clone())
+        let verified = set.verified.read();
+        let (bearer, exp) = verified.by_index.get(&verified.index(token))?;
+        // Word-wise, in time that depends on the length only (`subtle`'s
+        // byte-wise comparison costs ~10x more on a 1 KB token).
+        let same =
+            constant_time_eq::constant_time_eq(bearer.token.expose().as_bytes(), token.as_bytes());
+        (same && now < *exp).then(|| bearer.clone())
     }
 
     /// Remembers a bearer token `key` just verified, until its `exp` (Unix
     /// seconds, never beyond: the leeway is not extended to cached tokens).
     /// Not kept when `key` left the set meanwhile, when already expired, or
-    /// when the token is longer than [`MAX_VERIFIED_TOKEN_LEN`].
-    pub fn remember_verified(
-        &self,
-        key: &Arc<Key>,
-        token: &str,
-        claims: Arc<serde_json::Map<String, serde_json::Value>>,
-        exp: u64,
-        now: u64,
-    ) {
-        if exp <= now || token.len() > MAX_VERIFIED_TOKEN_LEN {
+    /// when the token is longer than [`MAX_VERIFIED_TOKEN_LEN`]. When the
+    /// set holds [`MAX_VERIFIED`] tokens or [`MAX_VERIFIED_BYTES`], the
+    /// expired ones go, and all of them if that is not enough.
+    pub fn remember_verified(&self, key: &Arc<Key>, bearer: Arc<Bearer>, exp: u64, now: u64) {
+        let len = bearer.token.expose().len();
+        if exp <= now || len > MAX_VERIFIED_TOKEN_LEN {
             return;
         }
         let set = self.keys.load();
@@ -234,14 +290,14 @@ impl Jwks {
         if !current.any(|k| Arc::ptr_eq(k, key)) {
             return;
         }
-        let mut verified = set.verified.lock();
-        if verified.len() >= MAX_VERIFIED {
-            verified.retain(|_, (_, e)| *e > now);
-            if verified.len() >= MAX_VERIFIED {
-                verified.clear();
-            }
+        let mut verified = set.verified.write();
+        let index = verified.index(bearer.token.expose());
+        if let Some((old, _)) = verified.by_index.remove(&index) {
+            verified.bytes -= entry_bytes(old.token.expose().len());
         }
-        verified.insert(token.into(), (claims, exp));
+        verified.make_room(entry_bytes(len), now);
+        verified.bytes += entry_bytes(len);
+        verified.by_index.insert(index, (bearer, exp));
     }
 
     fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> Option<Arc<Key>> {
@@ -438,27 +494,105 @@ mod tests {
         assert_eq!(signing_algorithm(&jwk), None);
     }
 
+    /// A verified token as `verify_bearer` builds it.
+    fn bearer(token: &str, exp: u64) -> Arc<Bearer> {
+        let claims = serde_json::json!({"sub": "alice", "exp": exp});
+        let serde_json::Value::Object(claims) = claims else {
+            unreachable!()
+        };
+        Arc::new(Bearer::new(
+            token,
+            crate::domain::Identity::default(),
+            claims,
+        ))
+    }
+
     #[test]
     fn verified_tokens_last_until_exp_and_die_with_their_key_set() {
         let jwks = Jwks::new(Url::parse("http://127.0.0.1:1/jwks").unwrap());
         jwks.seed(&set_with("k1")).unwrap();
         let key = jwks.lookup(Some("k1"), Algorithm::RS256).unwrap();
-        let claims = Arc::new(serde_json::Map::new());
-        jwks.remember_verified(&key, "tok", claims.clone(), 200, 100);
-        assert!(jwks.verified_claims("tok", 199).is_some());
-        assert!(jwks.verified_claims("tok", 200).is_none(), "never past exp");
-        assert!(jwks.verified_claims("other", 150).is_none());
+        jwks.remember_verified(&key, bearer("tok", 200), 200, 100);
+        assert!(jwks.verified("tok", 199).is_some());
+        assert!(jwks.verified("tok", 200).is_none(), "never past exp");
+        assert!(jwks.verified("other", 150).is_none());
         // Already expired, or too long: not kept.
-        jwks.remember_verified(&key, "old", claims.clone(), 100, 100);
-        assert!(jwks.verified_claims("old", 50).is_none());
+        jwks.remember_verified(&key, bearer("old", 100), 100, 100);
+        assert!(jwks.verified("old", 50).is_none());
         let long = "x".repeat(MAX_VERIFIED_TOKEN_LEN + 1);
-        jwks.remember_verified(&key, &long, claims.clone(), 200, 100);
-        assert!(jwks.verified_claims(&long, 150).is_none());
+        jwks.remember_verified(&key, bearer(&long, 200), 200, 100);
+        assert!(jwks.verified(&long, 150).is_none());
         // A new key set (rotation) forgets every verified token, and a key
         // no longer in the set adds none.
         jwks.seed(&set_with("k2")).unwrap();
-        assert!(jwks.verified_claims("tok", 150).is_none());
-        jwks.remember_verified(&key, "tok", claims, 200, 100);
-        assert!(jwks.verified_claims("tok", 150).is_none());
+        assert!(jwks.verified("tok", 150).is_none());
+        jwks.remember_verified(&key, bearer("tok", 200), 200, 100);
+        assert!(jwks.verified("tok", 150).is_none());
+    }
+
+    #[test]
+    fn tokens_sharing_their_indexed_tail_never_hit_for_each_other() {
+        let jwks = Jwks::new(Url::parse("http://127.0.0.1:1/jwks").unwrap());
+        jwks.seed(&set_with("k1")).unwrap();
+        let key = jwks.lookup(Some("k1"), Algorithm::RS256).unwrap();
+        let sig = "s".repeat(INDEXED_TAIL);
+        let (a, b) = (format!("h.alice.{sig}"), format!("h.mallory.{sig}"));
+        jwks.remember_verified(&key, bearer(&a, 200), 200, 100);
+        assert!(jwks.verified(&a, 150).is_some());
+        assert!(jwks.verified(&b, 150).is_none());
+        // The later one replaces the earlier: still never the other's entry.
+        jwks.remember_verified(&key, bearer(&b, 200), 200, 100);
+        assert!(jwks.verified(&a, 150).is_none());
+        assert_eq!(
+            &**jwks.verified(&b, 150).unwrap().token.expose(),
+            b.as_str()
+        );
+        assert_eq!(jwks.keys.load().verified.read().bytes, entry_bytes(b.len()));
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_entry_and_byte_bounds() {
+        let jwks = Jwks::new(Url::parse("http://127.0.0.1:1/jwks").unwrap());
+        jwks.seed(&set_with("k1")).unwrap();
+        let key = jwks.lookup(Some("k1"), Algorithm::RS256).unwrap();
+        let within = |jwks: &Jwks| {
+            let set = jwks.keys.load();
+            let v = set.verified.read();
+            let counted: usize = v
+                .by_index
+                .values()
+                .map(|(b, _)| entry_bytes(b.token.expose().len()))
+                .sum();
+            assert_eq!(v.bytes, counted);
+            assert!(v.by_index.len() <= MAX_VERIFIED && v.bytes <= MAX_VERIFIED_BYTES);
+            v.by_index.len()
+        };
+        // Small tokens: the entry bound holds, and the newest is kept.
+        let mut most = 0;
+        for i in 0..3 * MAX_VERIFIED {
+            let tok = format!("h.p.sig-{i}");
+            jwks.remember_verified(&key, bearer(&tok, 200), 200, 100);
+            assert!(jwks.verified(&tok, 150).is_some());
+            most = most.max(within(&jwks));
+        }
+        assert!(most > MAX_VERIFIED / 2, "it does remember: {most}");
+        // Expired ones go first: the live ones stay.
+        jwks.seed(&set_with("k1")).unwrap();
+        let key = jwks.lookup(Some("k1"), Algorithm::RS256).unwrap();
+        for i in 0..MAX_VERIFIED - 1 {
+            let tok = format!("h.p.old-{i}");
+            jwks.remember_verified(&key, bearer(&tok, 120), 120, 100);
+        }
+        jwks.remember_verified(&key, bearer("h.p.live", 300), 300, 100);
+        jwks.remember_verified(&key, bearer("h.p.new", 300), 300, 130);
+        assert!(jwks.verified("h.p.live", 150).is_some());
+        assert_eq!(within(&jwks), 2);
+        // Big tokens: the byte bound holds.
+        for i in 0..2 * MAX_VERIFIED_BYTES / MAX_VERIFIED_TOKEN_LEN {
+            let tok = format!("{}.{i}", "b".repeat(MAX_VERIFIED_TOKEN_LEN - 10));
+            jwks.remember_verified(&key, bearer(&tok, 300), 300, 100);
+            assert!(jwks.verified(&tok, 150).is_some());
+            within(&jwks);
+        }
     }
 }

@@ -25,7 +25,7 @@ pub mod id_token;
 pub mod jwks;
 mod verify;
 
-pub use verify::constant_time_eq;
+pub use verify::{constant_time_eq, Bearer};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -533,15 +533,21 @@ impl Provider {
     /// Verifies `Authorization: Bearer` JWTs from the provider or an
     /// `extra_jwt_issuers` entry.
     pub async fn verify_bearer(&self, token: &str) -> Result<Identity, OidcError> {
-        self.verify_bearer_claims(token).await.map(|(id, _)| id)
+        let bearer = self.verify_bearer_claims(token).await?;
+        Ok(Identity::clone(&bearer.identity))
     }
 
-    /// [`Provider::verify_bearer`], also returning the token's verified
-    /// claims (for `policies[].expression` and the assertion's `sub`).
-    pub async fn verify_bearer_claims(
-        &self,
-        token: &str,
-    ) -> Result<(Identity, Map<String, Value>), OidcError> {
+    /// [`Provider::verify_bearer`], returning the whole verified token
+    /// (identity, `sub`, the claims `policies[].expression` reads), shared.
+    /// A token an issuer's current key set verified before is answered from
+    /// that cache first, before any decoding, while it is before its `exp`
+    /// (see [`jwks::Jwks::verified`]).
+    pub async fn verify_bearer_claims(&self, token: &str) -> Result<Arc<Bearer>, OidcError> {
+        let now = crate::clock::unix_now();
+        let issuers = std::iter::once(&self.primary).chain(self.extra.iter().map(|(i, _)| i));
+        if let Some(known) = verify::cached_bearer(issuers, token, now) {
+            return Ok(known);
+        }
         let iss = verify::peek_issuer(token)?;
         // Before discovery an issuer's exact `iss` is not known yet (a
         // trailing `/` or not): pick it loosely, wait for its discovery, and
@@ -560,11 +566,15 @@ impl Provider {
         if !self.await_discovery(issuer).await {
             return Err(OidcError::NotReady);
         }
-        let claims = verify::verify(issuer, http, token, verify::Kind::Bearer).await?;
-        if claims::email_unverified(&claims) && !self.cfg.allow_unverified_email {
-            return Err(OidcError::Token("email address is not verified".into()));
-        }
-        Ok((claims::identity(&claims, &self.cfg.claims), claims))
+        // Remembered only once accepted here, so a hit needs no check again
+        // (these settings are the provider's: a change makes a new provider).
+        verify::verify_bearer(issuer, http, token, now, |claims| {
+            if claims::email_unverified(claims) && !self.cfg.allow_unverified_email {
+                return Err(OidcError::Token("email address is not verified".into()));
+            }
+            Ok(claims::identity(claims, &self.cfg.claims))
+        })
+        .await
     }
 
     /// Verifies an OIDC Back-Channel Logout 1.0 logout token (section 2.6).

@@ -228,6 +228,9 @@ impl ProxyHttp for AuthProxy {
         if ctx.log.is_some() {
             ctx.upstream_addr = pingora::upstreams::peer::Peer::address(&*peer).to_string();
         }
+        if let Some(trace) = &mut ctx.trace {
+            trace.upstream_started(pingora::upstreams::peer::Peer::address(&*peer));
+        }
         Ok(peer)
     }
 
@@ -296,6 +299,9 @@ impl ProxyHttp for AuthProxy {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if let Some(trace) = &mut ctx.trace {
+            trace.upstream_answered(resp.status.as_u16());
+        }
         if let Some(edits) = &ctx.edits {
             for c in &edits.client_cookies {
                 resp.append_header(http::header::SET_COOKIE, c.clone())?;

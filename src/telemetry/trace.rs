@@ -9,9 +9,24 @@
 //! without its query, the listener, the status, the decision and the policy:
 //! never a header, a cookie, a token, a query string or a user.
 //!
+//! Child spans, all of kind client and all under the request span when made
+//! inside one: [`idp_call`] (discovery, JWKS, token code exchange and
+//! refresh, userinfo), [`redis`] (one per command of the session store and
+//! the refresh lock) and the upstream request ([`RequestSpan::upstream_started`]
+//! to [`RequestSpan::upstream_answered`]). An IdP call made by the
+//! background upkeep (discovery retries, a JWKS refresh outside a request)
+//! has no request around it and is a root span of its own trace.
+//! They carry no URL query, key, cookie, code, token or secret: IdP spans
+//! the method, host, port and path of the endpoint; Redis spans only the
+//! command name (never the key: a session key is the session id).
+//!
 //! Off (no endpoint), [`start`] is one load of a `OnceLock` and returns None:
 //! no span, no header parsing; the client's trace headers go upstream as
-//! they came.
+//! they came. The child span constructors make the same check and return
+//! [`tracing::Span::none`], whose `record` and `instrument` do nothing (the
+//! log subscriber would otherwise see, and print, spans of [`TARGET`]).
+
+use std::future::Future;
 
 use envoy_types::ext_authz::v3::pb::CheckRequest;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
@@ -23,6 +38,7 @@ use opentelemetry_propagator_b3::Propagator as B3;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use pingora_http::RequestHeader;
 use tracing::field::Empty;
+use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::pipeline::installed;
@@ -56,6 +72,9 @@ pub struct RequestSpan {
     ids: SpanContext,
     /// The parent came as B3: the upstream gets B3 headers too.
     b3: bool,
+    /// The upstream request's client span, from the peer's choice to its
+    /// response header.
+    upstream: Option<tracing::Span>,
 }
 
 /// The span for a request on `listener` with `method` and `path` (its query
@@ -113,7 +132,90 @@ fn begin(listener: Listener, method: &str, path: &str, carrier: &dyn Extractor) 
     // Starts the OpenTelemetry span (the sampling decision) now, so the
     // trace id and the upstream's parent id are known from here on.
     let ids = span.context().span().span_context().clone();
-    RequestSpan { span, ids, b3 }
+    RequestSpan {
+        span,
+        ids,
+        b3,
+        upstream: None,
+    }
+}
+
+/// The client span of one HTTP request to the IdP; `call` names it
+/// (`discovery`, `jwks`, `token`, `refresh`, `userinfo`: the span is
+/// `idp <call>`). Attributes: `http.request.method`, `server.address`,
+/// `server.port` and `url.path` of `uri` (never its query), and the status
+/// once [`answered`]. A span of the current one (the request's, inside a
+/// request); [`tracing::Span::none`] when tracing is off.
+pub fn idp_call(call: &'static str, method: &http::Method, uri: &http::Uri) -> tracing::Span {
+    if !installed() {
+        return tracing::Span::none();
+    }
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
+    let name = format!("idp {call}");
+    tracing::info_span!(
+        target: TARGET,
+        "authgate.idp",
+        otel.name = name.as_str(),
+        otel.kind = "client",
+        authgate.idp.call = call,
+        http.request.method = known_method(method.as_str()),
+        server.address = uri.host().unwrap_or(""),
+        server.port = port,
+        url.path = uri.path(),
+        http.response.status_code = Empty,
+        otel.status_code = Empty,
+    )
+}
+
+/// Records the status of a client span's answer (0: none came); no answer
+/// or a 4xx/5xx marks the span failed (OpenTelemetry HTTP client rule).
+pub fn answered(span: &tracing::Span, status: u16) {
+    if status > 0 {
+        span.record("http.response.status_code", status);
+    }
+    if status == 0 || status >= 400 {
+        span.record("otel.status_code", "error");
+    }
+}
+
+/// The client span of one Redis command (or transaction) named `operation`
+/// (`GET`, `SET`, `DEL`, ...: `db.operation.name`, also the span's name),
+/// with `db.system.name = redis`; never a key or a value.
+/// [`tracing::Span::none`] when tracing is off.
+pub fn redis(operation: &'static str) -> tracing::Span {
+    if !installed() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        target: TARGET,
+        "authgate.redis",
+        otel.name = operation,
+        otel.kind = "client",
+        db.system.name = "redis",
+        db.operation.name = operation,
+        otel.status_code = Empty,
+    )
+}
+
+/// Runs `work` inside `span` and marks the span failed if it fails.
+///
+/// # Errors
+/// `work`'s own, unchanged.
+pub async fn within<T, E>(
+    span: tracing::Span,
+    work: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let result = work.instrument(span.clone()).await;
+    if result.is_err() {
+        span.record("otel.status_code", "error");
+    }
+    result
 }
 
 /// The incoming trace: W3C first, else B3; the flag says it was B3. A
@@ -183,13 +285,55 @@ impl RequestSpan {
 
     /// Ends the span with the status answered (0: none was written) and the
     /// decision; a 5xx (or none) marks it failed.
-    pub fn finish(self, status: u16, outcome: Outcome) {
+    pub fn finish(mut self, status: u16, outcome: Outcome) {
+        // An upstream span still open got no response header: it failed,
+        // and it ends before its parent.
+        if let Some(upstream) = self.upstream.take() {
+            answered(&upstream, 0);
+        }
         if status > 0 {
             self.span.record("http.response.status_code", status);
         }
         self.span.record("authgate.decision", outcome.as_str());
         if status == 0 || status >= 500 {
             self.span.record("otel.status_code", "error");
+        }
+    }
+
+    /// Opens the upstream request's client span (`upstream`), a child of
+    /// this one, for the peer at `addr`: `server.address` and
+    /// `server.port`. A retry's new peer ends the previous span as failed.
+    pub fn upstream_started(&mut self, addr: &pingora::protocols::l4::socket::SocketAddr) {
+        if let Some(previous) = self.upstream.take() {
+            answered(&previous, 0);
+        }
+        let (host, port) = match addr.as_inet() {
+            Some(inet) => (inet.ip().to_string(), inet.port()),
+            // A Unix socket: its path is the address (OpenTelemetry's rule).
+            None => (addr.to_string(), 0),
+        };
+        let span = tracing::info_span!(
+            target: TARGET,
+            parent: &self.span,
+            "authgate.upstream",
+            otel.name = "upstream",
+            otel.kind = "client",
+            server.address = host.as_str(),
+            server.port = Empty,
+            http.response.status_code = Empty,
+            otel.status_code = Empty,
+        );
+        if port > 0 {
+            span.record("server.port", port);
+        }
+        self.upstream = Some(span);
+    }
+
+    /// Ends the upstream span with the status of the upstream's response
+    /// header (a no-op without an open upstream span).
+    pub fn upstream_answered(&mut self, status: u16) {
+        if let Some(upstream) = self.upstream.take() {
+            answered(&upstream, status);
         }
     }
 
@@ -427,6 +571,7 @@ mod tests {
                 TraceState::from_key_value([("vendor", "kept")]).unwrap(),
             ),
             b3,
+            upstream: None,
         }
     }
 
@@ -483,5 +628,8 @@ mod tests {
         // The unit tests never install a pipeline.
         assert!(start(Listener::Proxy, "GET", "/", &HeaderMap::new()).is_none());
         assert!(start_check(&CheckRequest::default()).is_none());
+        let uri: http::Uri = "https://idp.example/token?code=x".parse().unwrap();
+        assert!(idp_call("token", &http::Method::POST, &uri).is_none());
+        assert!(redis("GET").is_none());
     }
 }

@@ -25,6 +25,7 @@ use redis::{AsyncConnectionConfig, Pipeline};
 
 use crate::config;
 use crate::metrics::{Dependency, Metrics};
+use crate::telemetry::trace::{self, within};
 use sentinel::Sentinels;
 use topology::{build_topology, Conn, Topology};
 
@@ -264,11 +265,13 @@ impl RedisStore {
         if live.wait == 0 {
             return Ok(());
         }
-        let acked: i64 = live
-            .conn
-            .cmd(redis::cmd("WAIT").arg(live.wait).arg(WAIT_TIMEOUT_MS))
-            .await
-            .map_err(|e| self.fail(e))?;
+        let acked: i64 = within(
+            trace::redis("WAIT"),
+            live.conn
+                .cmd(redis::cmd("WAIT").arg(live.wait).arg(WAIT_TIMEOUT_MS)),
+        )
+        .await
+        .map_err(|e| self.fail(e))?;
         if usize::try_from(acked).unwrap_or(0) < live.wait {
             // Likely a failover under way: have the sentinels asked now.
             self.wake.notify_one();
@@ -331,10 +334,14 @@ impl RedisStore {
             for index in &indexes {
                 let mut pipe = redis::pipe();
                 add_index(&mut pipe, index);
-                live.conn.pipe(&pipe).await.map_err(|e| self.fail(e))?;
+                within(trace::redis("SADD"), live.conn.pipe(&pipe))
+                    .await
+                    .map_err(|e| self.fail(e))?;
             }
         }
-        live.conn.pipe(&set).await.map_err(|e| self.fail(e))?;
+        within(trace::redis("SET"), live.conn.pipe(&set))
+            .await
+            .map_err(|e| self.fail(e))?;
         self.confirm(&live).await
     }
 
@@ -345,10 +352,12 @@ impl RedisStore {
     /// no replica confirmed the delete.
     pub async fn delete(&self, id: &[u8; 16]) -> Result<(), RedisError> {
         let live = self.live()?;
-        live.conn
-            .cmd::<i64>(redis::cmd("DEL").arg(session_key(id)))
-            .await
-            .map_err(|e| self.fail(e))?;
+        within(
+            trace::redis("DEL"),
+            live.conn.cmd::<i64>(redis::cmd("DEL").arg(session_key(id))),
+        )
+        .await
+        .map_err(|e| self.fail(e))?;
         self.confirm(&live).await
     }
 
@@ -367,24 +376,29 @@ impl RedisStore {
             (None, Some(sub)) => index_key("sub", sub),
             (None, None) => return Ok(0),
         };
-        let members: Vec<String> = live
-            .conn
-            .cmd(redis::cmd("SMEMBERS").arg(&index))
-            .await
-            .map_err(|e| self.fail(e))?;
+        let members: Vec<String> = within(
+            trace::redis("SMEMBERS"),
+            live.conn.cmd(redis::cmd("SMEMBERS").arg(&index)),
+        )
+        .await
+        .map_err(|e| self.fail(e))?;
         let mut removed = 0;
         for m in &members {
-            let n: i64 = live
-                .conn
-                .cmd(redis::cmd("DEL").arg(format!("{PREFIX}session:{m}")))
-                .await
-                .map_err(|e| self.fail(e))?;
-            removed += usize::try_from(n).unwrap_or(0);
-        }
-        live.conn
-            .cmd::<i64>(redis::cmd("DEL").arg(&index))
+            let n: i64 = within(
+                trace::redis("DEL"),
+                live.conn
+                    .cmd(redis::cmd("DEL").arg(format!("{PREFIX}session:{m}"))),
+            )
             .await
             .map_err(|e| self.fail(e))?;
+            removed += usize::try_from(n).unwrap_or(0);
+        }
+        within(
+            trace::redis("DEL"),
+            live.conn.cmd::<i64>(redis::cmd("DEL").arg(&index)),
+        )
+        .await
+        .map_err(|e| self.fail(e))?;
         self.confirm(&live).await?;
         Ok(removed)
     }
@@ -403,18 +417,19 @@ impl RedisStore {
     ) -> Result<bool, RedisError> {
         let live = self.live()?;
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let set: Option<String> = live
-            .conn
-            .cmd(
+        let set: Option<String> = within(
+            trace::redis("SET"),
+            live.conn.cmd(
                 redis::cmd("SET")
                     .arg(key)
                     .arg(owner)
                     .arg("NX")
                     .arg("PX")
                     .arg(ttl_ms),
-            )
-            .await
-            .map_err(|e| self.fail(e))?;
+            ),
+        )
+        .await
+        .map_err(|e| self.fail(e))?;
         Ok(set.is_some())
     }
 
@@ -427,10 +442,13 @@ impl RedisStore {
         let live = self.live()?;
         let script = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
                       return redis.call('DEL', KEYS[1]) else return 0 end";
-        live.conn
-            .cmd::<i64>(redis::cmd("EVAL").arg(script).arg(1).arg(key).arg(owner))
-            .await
-            .map_err(|e| self.fail(e))?;
+        within(
+            trace::redis("EVAL"),
+            live.conn
+                .cmd::<i64>(redis::cmd("EVAL").arg(script).arg(1).arg(key).arg(owner)),
+        )
+        .await
+        .map_err(|e| self.fail(e))?;
         Ok(())
     }
 
@@ -441,10 +459,13 @@ impl RedisStore {
     pub async fn put_key(&self, key: &str, value: &str, ttl: Duration) -> Result<(), RedisError> {
         let live = self.live()?;
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        live.conn
-            .cmd::<()>(redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ttl_ms))
-            .await
-            .map_err(|e| self.fail(e))
+        within(
+            trace::redis("SET"),
+            live.conn
+                .cmd::<()>(redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ttl_ms)),
+        )
+        .await
+        .map_err(|e| self.fail(e))
     }
 
     /// The value under `key`, if any.
@@ -453,10 +474,12 @@ impl RedisStore {
     /// [`RedisError`] when Redis is down or the command fails.
     pub async fn get_key(&self, key: &str) -> Result<Option<String>, RedisError> {
         let live = self.live()?;
-        live.conn
-            .cmd(redis::cmd("GET").arg(key))
-            .await
-            .map_err(|e| self.fail(e))
+        within(
+            trace::redis("GET"),
+            live.conn.cmd(redis::cmd("GET").arg(key)),
+        )
+        .await
+        .map_err(|e| self.fail(e))
     }
 }
 
