@@ -14,9 +14,6 @@ use std::time::Duration;
 
 use crate::support::{Authgate, GateConfig, Jar, TestServer};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use envoy_types::pb::envoy::service::auth::v3::{
-    attribute_context, AttributeContext, CheckRequest,
-};
 use serde_json::Value;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -174,22 +171,12 @@ async fn one_line_per_request_on_each_listener_without_secrets() {
     let mut headers = HashMap::new();
     headers.insert("cookie".to_owned(), alice_cookie.clone());
     headers.insert("traceparent".to_owned(), TRACEPARENT.to_owned());
-    let req = CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(attribute_context::Request {
-                http: Some(attribute_context::HttpRequest {
-                    method: "POST".into(),
-                    host: app.clone(),
-                    path: "/app/grpc?code=query-secret-4".into(),
-                    scheme: "http".into(),
-                    headers,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    };
+    let req = support::check_request(
+        "POST",
+        app.clone(),
+        "/app/grpc?code=query-secret-4",
+        headers,
+    );
     let resp = grpc.check(req).await.unwrap().into_inner();
     assert_eq!(resp.status.map_or(-1, |s| s.code), 0);
     expected += 1;

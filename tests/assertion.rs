@@ -13,9 +13,6 @@ use std::path::{Path, PathBuf};
 use crate::support::{Authgate, GateConfig, TestServer};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
-use envoy_types::pb::envoy::service::auth::v3::{
-    attribute_context, AttributeContext, CheckRequest,
-};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
@@ -223,22 +220,7 @@ async fn every_allow_carries_an_assertion_a_jose_library_verifies() {
     let mut headers = HashMap::new();
     headers.insert("authorization".to_owned(), auth.clone());
     headers.insert(HEADER.to_owned(), "forged.by.client".to_owned());
-    let req = CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(attribute_context::Request {
-                http: Some(attribute_context::HttpRequest {
-                    method: "GET".into(),
-                    host: host.clone(),
-                    path: "/app/page".into(),
-                    scheme: "http".into(),
-                    headers,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    };
+    let req = support::check_request("GET", host.clone(), "/app/page", headers);
     let resp = grpc.check(req).await.unwrap().into_inner();
     let Some(HttpResponse::OkResponse(ok)) = resp.http_response else {
         panic!("not allowed: {resp:?}");

@@ -11,9 +11,7 @@ use std::collections::BTreeMap;
 use crate::support::{Authgate, GateConfig, TestServer, IDENTITY};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
-use envoy_types::pb::envoy::service::auth::v3::{
-    attribute_context, AttributeContext, CheckRequest, CheckResponse,
-};
+use envoy_types::pb::envoy::service::auth::v3::CheckResponse;
 use tonic::transport::Channel;
 
 const SPOOFED_EMAIL: &str = "evil@evil.test";
@@ -251,22 +249,7 @@ impl Env {
         for (k, v) in &headers {
             map.insert(k.clone(), v.clone());
         }
-        let req = CheckRequest {
-            attributes: Some(AttributeContext {
-                request: Some(attribute_context::Request {
-                    http: Some(attribute_context::HttpRequest {
-                        method: "GET".into(),
-                        host: self.app.clone(),
-                        path: i.path.clone(),
-                        scheme: "http".into(),
-                        headers: map,
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-        };
+        let req = support::check_request("GET", self.app.clone(), i.path.clone(), map);
         let resp: CheckResponse = self.grpc.check(req).await.unwrap().into_inner();
         let code = resp.status.as_ref().map_or(0, |s| s.code);
         match resp.http_response {

@@ -21,31 +21,19 @@ use std::time::{Duration, Instant};
 
 use crate::support::{Authgate, GateConfig, TestServer};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use envoy_types::pb::envoy::service::auth::v3::{
-    attribute_context, AttributeContext, CheckRequest,
-};
+use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 
 const ROUND_TRIPS: u32 = 100;
 /// 10x the ~1 ms a loopback round trip takes; a stalled one takes ~40 ms.
 const BOUND_EACH: Duration = Duration::from_millis(10);
 
 fn check_request(host: &str) -> CheckRequest {
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(attribute_context::Request {
-                http: Some(attribute_context::HttpRequest {
-                    method: "GET".into(),
-                    host: host.into(),
-                    path: "/public/x".into(),
-                    scheme: "http".into(),
-                    headers: HashMap::from([("host".to_owned(), host.to_owned())]),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    }
+    support::check_request(
+        "GET",
+        host,
+        "/public/x",
+        HashMap::from([("host".to_owned(), host.to_owned())]),
+    )
 }
 
 /// One connected TCP socket of another process, as read back.

@@ -22,9 +22,6 @@ use std::time::Duration;
 
 use crate::support::{Authgate, GateConfig, Jar, TestServer};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use envoy_types::pb::envoy::service::auth::v3::{
-    attribute_context, AttributeContext, CheckRequest,
-};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -347,22 +344,12 @@ allowed_groups: [admins]\n",
     let mut headers = HashMap::new();
     headers.insert("cookie".to_owned(), cookie.clone());
     headers.insert("traceparent".to_owned(), traceparent(grpc_trace, "01"));
-    let req = CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(attribute_context::Request {
-                http: Some(attribute_context::HttpRequest {
-                    method: "POST".into(),
-                    host: app.clone(),
-                    path: "/app/grpc?code=query-secret-4".into(),
-                    scheme: "http".into(),
-                    headers,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    };
+    let req = support::check_request(
+        "POST",
+        app.clone(),
+        "/app/grpc?code=query-secret-4",
+        headers,
+    );
     let resp = grpc.check(req).await.unwrap().into_inner();
     assert_eq!(resp.status.map_or(-1, |s| s.code), 0);
     let span = otlp.span_of(grpc_trace).await;

@@ -15,9 +15,6 @@ use std::process::Command;
 use crate::support::{Authgate, GateConfig, TestServer};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
-use envoy_types::pb::envoy::service::auth::v3::{
-    attribute_context, AttributeContext, CheckRequest,
-};
 use tonic::transport::Channel;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,22 +144,7 @@ impl Env {
             }
             Front::Grpc => {
                 let map: HashMap<String, String> = headers.into_iter().collect();
-                let req = CheckRequest {
-                    attributes: Some(AttributeContext {
-                        request: Some(attribute_context::Request {
-                            http: Some(attribute_context::HttpRequest {
-                                method: r.method.into(),
-                                host: r.host.into(),
-                                path: r.path.into(),
-                                scheme: "http".into(),
-                                headers: map,
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }),
-                };
+                let req = support::check_request(r.method, r.host, r.path, map);
                 let resp = self.grpc.check(req).await.unwrap().into_inner();
                 match resp.http_response {
                     Some(HttpResponse::OkResponse(_)) => 200,

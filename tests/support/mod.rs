@@ -5,7 +5,7 @@
 //! Every test builds its own processes and ports, so tests run in parallel and
 //! never share state. Nothing here sleeps-and-hopes: waits poll with deadlines.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use authgate::demo::http_server;
 use authgate::demo::idp::{DemoClient, DemoIdp};
+use envoy_types::pb::envoy::service::auth::v3::{
+    attribute_context, AttributeContext, CheckRequest,
+};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -38,6 +41,33 @@ pub const COOKIE_SECRET: &str = "integration-test-cookie-secret!!";
 pub const READY_DEADLINE: Duration = Duration::from_secs(60);
 /// A fixed RSA key: generating one in a debug build takes many seconds.
 const TEST_KEY_PEM: &str = include_str!("test_key.pem");
+
+/// An ext_authz `CheckRequest` as Envoy sends it: `method`, the
+/// `:authority` `host`, the request target `path` (query included), scheme
+/// http, and `headers` (lower-case names, as Envoy passes them).
+pub fn check_request(
+    method: impl Into<String>,
+    host: impl Into<String>,
+    path: impl Into<String>,
+    headers: HashMap<String, String>,
+) -> CheckRequest {
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(attribute_context::Request {
+                http: Some(attribute_context::HttpRequest {
+                    method: method.into(),
+                    host: host.into(),
+                    path: path.into(),
+                    scheme: "http".into(),
+                    headers,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
 
 /// The identity headers of the default `headers.identity` list.
 pub const IDENTITY: &[&str] = &[
