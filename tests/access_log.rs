@@ -63,15 +63,10 @@ fn assert_line(l: &Value, method: &str, status: u64, decision: &str, user: &str)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_line_per_request_on_each_listener_without_secrets() {
-    let http_port = support::free_port();
-    let grpc_port = support::free_port();
     let idp = TestServer::idp().await;
     let echo = TestServer::echo("app").await;
     let mut cfg = GateConfig::new(idp.port(), &[("/", echo.port())]);
-    cfg.server = vec![
-        format!("  ext_authz_http: 127.0.0.1:{http_port}"),
-        format!("  ext_authz_grpc: 127.0.0.1:{grpc_port}"),
-    ];
+    let (http_port, grpc_port) = cfg.with_ext_authz();
     cfg.authorization = vec![
         "  allowed_groups: [admins]".into(),
         "  skip_auth_routes: [\"^/public/\"]".into(),

@@ -49,14 +49,9 @@ struct Env {
 
 async fn start(idp: &TestServer, key: &Path, previous: &[&Path]) -> Env {
     let echo = TestServer::echo("app").await;
-    let http_port = support::free_port();
-    let grpc_port = support::free_port();
     let mut cfg = GateConfig::new(idp.port(), &[("/", echo.port())]);
-    cfg.server = vec![
-        format!("  ext_authz_http: 127.0.0.1:{http_port}"),
-        format!("  ext_authz_grpc: 127.0.0.1:{grpc_port}"),
-        "  trusted_proxies: [127.0.0.1/32]".into(),
-    ];
+    cfg.server = vec!["  trusted_proxies: [127.0.0.1/32]".into()];
+    let (http_port, grpc_port) = cfg.with_ext_authz();
     let previous: Vec<String> = previous
         .iter()
         .map(|p| format!("{:?}", p.display().to_string()))

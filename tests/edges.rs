@@ -41,13 +41,8 @@ struct Env {
 async fn env() -> Env {
     let idp = TestServer::idp().await;
     let up = TestServer::echo("app").await;
-    let http_port = support::free_port();
-    let grpc_port = support::free_port();
     let mut cfg = GateConfig::new(idp.port(), &[("/", up.port())]);
-    cfg.server = vec![
-        format!("  ext_authz_http: 127.0.0.1:{http_port}"),
-        format!("  ext_authz_grpc: 127.0.0.1:{grpc_port}"),
-    ];
+    let (http_port, grpc_port) = cfg.with_ext_authz();
     cfg.authorization.push("  api_routes: [\"^/api/\"]".into());
     // The generated file ends `authorization:` with these lines verbatim:
     // a top-level section after them is the simplest way to add one.

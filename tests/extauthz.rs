@@ -106,15 +106,10 @@ struct Env {
 
 impl Env {
     async fn start() -> Env {
-        let http_port = support::free_port();
-        let grpc_port = support::free_port();
         let idp = TestServer::idp().await;
         let echo = TestServer::echo("app").await;
         let mut cfg = GateConfig::new(idp.port(), &[("/", echo.port())]);
-        cfg.server = vec![
-            format!("  ext_authz_http: 127.0.0.1:{http_port}"),
-            format!("  ext_authz_grpc: 127.0.0.1:{grpc_port}"),
-        ];
+        let (http_port, grpc_port) = cfg.with_ext_authz();
         cfg.provider = vec![
             "  claims:".into(),
             "    preferred_username: nickname".into(),

@@ -137,15 +137,10 @@ fn tcp_sockets(pid: u32) -> Result<Vec<Sock>, String> {
 
 #[tokio::test]
 async fn every_socket_has_nodelay_and_checks_do_not_stall() {
-    let grpc_port = support::free_port();
-    let http_port = support::free_port();
     let idp = TestServer::idp().await;
     let echo = TestServer::echo("app").await;
     let mut cfg = GateConfig::new(idp.port(), &[("/", echo.port())]);
-    cfg.server = vec![
-        format!("  ext_authz_grpc: 127.0.0.1:{grpc_port}"),
-        format!("  ext_authz_http: 127.0.0.1:{http_port}"),
-    ];
+    let (http_port, grpc_port) = cfg.with_ext_authz();
     let gate = Authgate::run(&cfg).await;
     let host = format!("127.0.0.1:{}", cfg.port);
 

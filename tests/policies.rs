@@ -67,14 +67,9 @@ struct Env {
 }
 
 fn config(idp: &TestServer, echo: &TestServer, extra: &str) -> (GateConfig, u16, u16) {
-    let http_port = support::free_port();
-    let grpc_port = support::free_port();
     let mut cfg = GateConfig::new(idp.port(), &[("/", echo.port())]);
-    cfg.server = vec![
-        format!("  ext_authz_http: 127.0.0.1:{http_port}"),
-        format!("  ext_authz_grpc: 127.0.0.1:{grpc_port}"),
-        "  trusted_proxies: [127.0.0.1/32]".into(),
-    ];
+    cfg.server = vec!["  trusted_proxies: [127.0.0.1/32]".into()];
+    let (http_port, grpc_port) = cfg.with_ext_authz();
     // Top-level sections ride after `authorization:`'s lines.
     cfg.authorization = vec![
         "  allowed_groups: []".into(),

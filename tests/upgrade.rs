@@ -408,17 +408,12 @@ fn kill(pid: u32, sig: libc::c_int) {
 async fn an_upgrade_hands_every_listener_over_without_losing_a_request() {
     let idp = TestServer::idp().await;
     let echo = TestServer::echo("app").await;
-    let http_port = support::free_port();
-    let grpc_port = support::free_port();
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("upgrade.sock");
     let mut cfg = GateConfig::new(idp.port(), &[("/", echo.port())]);
     cfg.shutdown_grace = "3s";
-    cfg.server = vec![
-        format!("  ext_authz_http: 127.0.0.1:{http_port}"),
-        format!("  ext_authz_grpc: 127.0.0.1:{grpc_port}"),
-        format!("  upgrade_sock: {}", sock.display()),
-    ];
+    cfg.server = vec![format!("  upgrade_sock: {}", sock.display())];
+    let (http_port, grpc_port) = cfg.with_ext_authz();
     let mut old = Authgate::run(&cfg).await;
     let load = Load::start(cfg.port, http_port, grpc_port, "/public/x");
     flowing(&load, 200, "traffic through the old process").await;

@@ -294,6 +294,17 @@ impl GateConfig {
         }
     }
 
+    /// Adds both ext_authz listeners, HTTP and gRPC, on free ports to
+    /// `server:`; returns their ports `(http, grpc)`.
+    pub fn with_ext_authz(&mut self) -> (u16, u16) {
+        let (http, grpc) = (free_port(), free_port());
+        self.server
+            .push(format!("  ext_authz_http: 127.0.0.1:{http}"));
+        self.server
+            .push(format!("  ext_authz_grpc: 127.0.0.1:{grpc}"));
+        (http, grpc)
+    }
+
     pub fn yaml(&self) -> String {
         let lines =
             |extra: &[String]| -> String { extra.iter().map(|l| format!("{l}\n")).collect() };
