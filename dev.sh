@@ -42,6 +42,10 @@ test_deps() {
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
   command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
   command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+  # The container image's runtime (tests/image.rs): linking checked with
+  # readelf, the read-only non-root container built with bwrap.
+  command -v readelf >/dev/null 2>&1 || need+=(binutils)
+  command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
   apt_install "${need[@]}"
 }
 

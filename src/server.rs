@@ -5,6 +5,7 @@
 //! runtimes.
 
 mod drain;
+mod quiesce;
 pub mod tls;
 
 use std::path::PathBuf;
@@ -203,12 +204,25 @@ pub fn build_with(cfg: Config, opts: &RunOptions) -> anyhow::Result<(Server, Gat
 /// Errors: a listener that cannot bind, a gate that cannot be built.
 pub fn run(cfg: Config, opts: &RunOptions) -> anyhow::Result<()> {
     let upgrade_sock = cfg.server.upgrade_sock.clone();
-    let (server, _) = build_with(cfg, opts)?;
+    let listeners = [
+        Some(cfg.server.listen),
+        cfg.server.ext_authz_http,
+        cfg.server.ext_authz_grpc,
+        cfg.server.metrics,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let (server, gate) = build_with(cfg, opts)?;
     tracing::info!(upgrade = opts.upgrade, "authgate starting");
     // Returns once Pingora's runtimes stopped; normally the drain ends the
     // process sooner (see `drain`).
     server.run(RunArgs {
-        shutdown_signal: Box::new(Signals { upgrade_sock }),
+        shutdown_signal: Box::new(Signals {
+            upgrade_sock,
+            listeners,
+            gate,
+        }),
     });
     Ok(())
 }

@@ -3,22 +3,33 @@
 //! on `redis+cluster://`: many users' sessions land on different slots and
 //! nodes and all work, and back-channel logout's `sid` and `sub` indexes
 //! work across slots — a logout ends exactly the sessions it names,
-//! whichever node holds them, and no other user's.
+//! whichever node holds them, and no other user's. A master failover in the
+//! cluster behaves like the Sentinel case: across `CLUSTER FAILOVER` and
+//! across `kill -9` of the master holding a user's session, her requests
+//! get 200 or 503 — never a 302 to the IdP or a 401 — and a sign-out
+//! acknowledged around the switch stays done.
 
 use crate::redis_servers;
 
-use std::time::Duration;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::support::*;
+use parking_lot::Mutex;
 use redis_servers::{wait_for, RedisProc};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-async fn start_cluster() -> Vec<RedisProc> {
+/// Six nodes (`--cluster-replicas 1`: three masters with a replica each);
+/// `node_timeout_ms` is `cluster-node-timeout`, how long a dead master goes
+/// unnoticed before its replica takes over.
+async fn start_cluster(node_timeout_ms: u32) -> Vec<RedisProc> {
     let conf = [
         "cluster-enabled yes".to_owned(),
         "cluster-config-file nodes.conf".to_owned(),
-        "cluster-node-timeout 2000".to_owned(),
+        format!("cluster-node-timeout {node_timeout_ms}"),
     ];
     let mut nodes = Vec::new();
     for _ in 0..6 {
@@ -104,7 +115,7 @@ async fn sessions_spread_over_cluster_slots_and_logouts_end_exactly_theirs() {
     if !redis_servers::available() {
         panic!("redis-server and redis-cli are needed: ./dev.sh test installs them");
     }
-    let nodes = start_cluster().await;
+    let nodes = start_cluster(2000).await;
     let idp = TestServer::idp().await;
     let echo = TestServer::echo("app").await;
     let mut cfg = GateConfig::new(idp.port(), &[("/", echo.port())]);
@@ -170,4 +181,374 @@ async fn sessions_spread_over_cluster_slots_and_logouts_end_exactly_theirs() {
         "bob's 8 sessions remain: {left:?}"
     );
     println!("cluster: 16 sessions over the masters as {spread:?}; after the logouts {left:?}");
+}
+
+// === Failover: `CLUSTER FAILOVER` and `kill -9` of a master ===
+
+/// The longest any switch may take here (`cluster-node-timeout` 1 s).
+const SWITCH_DEADLINE: Duration = Duration::from_secs(20);
+
+fn is_master(n: &RedisProc) -> bool {
+    n.try_cmd(&["ROLE"])
+        .is_some_and(|r| r.starts_with("master"))
+}
+
+/// Whether `n` replicates the node on `master_port` with its link up.
+fn replicates(n: &RedisProc, master_port: u16) -> bool {
+    n.try_cmd(&["INFO", "replication"]).is_some_and(|i| {
+        let has = |line: &str| i.lines().any(|l| l.trim() == line);
+        has("role:slave")
+            && has(&format!("master_port:{master_port}"))
+            && has("master_link_status:up")
+    })
+}
+
+fn session_keys(n: &RedisProc) -> BTreeSet<String> {
+    n.try_cmd(&["--scan", "--pattern", "authgate:session:*"])
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn holds(n: &RedisProc, key: &str) -> bool {
+    n.try_cmd(&["--scan", "--pattern", key])
+        .is_some_and(|out| out.lines().any(|l| l == key))
+}
+
+/// The node's process id, as it reports it.
+fn pid(n: &RedisProc) -> i32 {
+    n.cmd(&["INFO", "server"])
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("process_id:")?.parse().ok())
+        .unwrap()
+}
+
+/// Freezes the process `pid` (SIGSTOP) now and thaws it (SIGCONT) after
+/// `pause`, from a task of its own: a node that can neither take nor ask
+/// for anything meanwhile, kept short of `cluster-node-timeout` so the
+/// cluster does not mark it failed.
+fn freeze(pid: i32, pause: Duration) -> tokio::task::JoinHandle<()> {
+    // SAFETY: kill(2) on a child process of this test; no memory involved.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    tokio::spawn(async move {
+        tokio::time::sleep(pause).await;
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    })
+}
+
+fn index_of(nodes: &[RedisProc], port: u16) -> usize {
+    nodes.iter().position(|n| n.port == port).unwrap()
+}
+
+/// A browser's session as a `Cookie` header, replayed as is; 0 when no
+/// answer came (counted as a failure, like any status but 200/503).
+async fn status_of(gate: &Authgate, cookie: &str, path: &str) -> u16 {
+    client()
+        .get(gate.url(path))
+        .header("accept", "text/html")
+        .header("cookie", cookie)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// Signs `user` in, retrying while the store answers 503 (a switch).
+async fn login_retrying(gate: &Authgate, user: &str) -> String {
+    let c = client();
+    let end = Instant::now() + SWITCH_DEADLINE;
+    loop {
+        let mut jar = Jar::default();
+        let back = login(&c, &mut jar, &gate.url("/app/page"), user).await;
+        if back.status() == 302 && !jar.session_names().is_empty() {
+            return jar.header();
+        }
+        assert_eq!(back.status(), 503, "login answered neither success nor 503");
+        assert!(
+            Instant::now() < end,
+            "no login succeeded within {SWITCH_DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Signs `user` in and finds the master that took the session: the
+/// cookie, the session's key and that master's port.
+async fn login_anywhere(gate: &Authgate, nodes: &[RedisProc], user: &str) -> (String, String, u16) {
+    let before: Vec<BTreeSet<String>> = nodes.iter().map(session_keys).collect();
+    let cookie = login_retrying(gate, user).await;
+    for (n, before) in nodes.iter().zip(before) {
+        if is_master(n) {
+            if let Some(key) = session_keys(n).difference(&before).next() {
+                return (cookie, key.clone(), n.port);
+            }
+        }
+    }
+    panic!("the new session is on no master");
+}
+
+/// Signs `user` in until the session lands on the master at `port`.
+async fn login_on(gate: &Authgate, nodes: &[RedisProc], port: u16, user: &str) -> (String, String) {
+    for _ in 0..60 {
+        let (cookie, key, on) = login_anywhere(gate, nodes, user).await;
+        if on == port {
+            return (cookie, key);
+        }
+    }
+    panic!("60 sessions and none on the master at {port}");
+}
+
+/// Signs out with `cookie`, retrying while the store answers 503; how many
+/// 503s came first.
+async fn sign_out_retrying(gate: &Authgate, cookie: &str) -> usize {
+    let end = Instant::now() + SWITCH_DEADLINE;
+    let mut unavailable = 0;
+    loop {
+        let s = status_of(gate, cookie, "/oauth2/sign_out").await;
+        if s == 302 {
+            return unavailable;
+        }
+        assert_eq!(s, 503, "sign-out answered {s}");
+        unavailable += 1;
+        assert!(Instant::now() < end, "sign-out never succeeded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Requests with one session, back to back, until stopped: every status
+/// with the time it was answered.
+struct Load {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<(Instant, u16)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What a [`Load`] saw: requests, 200s, 503s, and the time from the first
+/// to the last 503.
+struct Seen {
+    sent: usize,
+    ok: usize,
+    unavailable: usize,
+    window: Duration,
+}
+
+impl std::fmt::Display for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} requests: {} x 200, {} x 503 (first to last 503: {:?}), 0 other",
+            self.sent, self.ok, self.unavailable, self.window
+        )
+    }
+}
+
+impl Load {
+    fn start(gate: &Authgate, cookie: &str) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (url, cookie) = (gate.url("/app/page"), cookie.to_owned());
+        let (s, r) = (stop.clone(), seen.clone());
+        let task = tokio::spawn(async move {
+            let c = client();
+            while !s.load(Ordering::Relaxed) {
+                let st = c
+                    .get(&url)
+                    .header("accept", "text/html")
+                    .header("cookie", &cookie)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0);
+                r.lock().push((Instant::now(), st));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        Load { stop, seen, task }
+    }
+
+    /// Waits until `more` further answers came (the state after a switch
+    /// is seen too, not only the switch).
+    async fn wait_more(&self, more: usize) {
+        let until = self.seen.lock().len() + more;
+        eventually(SWITCH_DEADLINE, "the load going on", || async {
+            (self.seen.lock().len() >= until).then_some(())
+        })
+        .await;
+    }
+
+    /// Stops; asserts only 200 and 503 were seen (never an anonymous 302
+    /// or 401, never a lost request).
+    async fn finish(self, what: &str) -> Seen {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        let seen = self.seen.lock().clone();
+        let bad: Vec<u16> = seen
+            .iter()
+            .map(|(_, s)| *s)
+            .filter(|s| !matches!(s, 200 | 503))
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "{what}: answers other than 200/503: {bad:?}"
+        );
+        let unavailable: Vec<Instant> = seen
+            .iter()
+            .filter(|(_, s)| *s == 503)
+            .map(|(t, _)| *t)
+            .collect();
+        let window = match (unavailable.first(), unavailable.last()) {
+            (Some(a), Some(b)) => *b - *a,
+            _ => Duration::ZERO,
+        };
+        Seen {
+            sent: seen.len(),
+            ok: seen.len() - unavailable.len(),
+            unavailable: unavailable.len(),
+            window,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_cluster_failover_and_master_loss_and_sign_outs_stay_done() {
+    if !redis_servers::available() {
+        panic!("redis-server and redis-cli are needed: ./dev.sh test installs them");
+    }
+    let mut nodes = start_cluster(1000).await;
+    let idp = TestServer::idp().await;
+    let echo = TestServer::echo("app").await;
+    let cfg = GateConfig::new(idp.port(), &[("/", echo.port())]);
+    let seeds: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let yaml = format!(
+        "{}session:\n  store: redis\n  redis:\n    url: \"redis+cluster://{}\"\n",
+        cfg.yaml(),
+        seeds.join(",")
+    );
+    let gate = Authgate::run_yaml(&cfg, &yaml).await;
+
+    // Alice's session, its master `m` and that master's replica `r`; a
+    // second session of hers on `m` to sign out during the switch; a
+    // bystander whose session another master holds.
+    let (alice, alice_key, first) = login_anywhere(&gate, &nodes, "alice").await;
+    let m = index_of(&nodes, first);
+    wait_for(DEADLINE, "a replica of alice's master", || {
+        nodes.iter().any(|n| replicates(n, first))
+    })
+    .await;
+    let r = nodes.iter().position(|n| replicates(n, first)).unwrap();
+    let (leaving, leaving_key) = login_on(&gate, &nodes, first, "alice").await;
+    let other = nodes
+        .iter()
+        .find(|n| n.port != first && is_master(n))
+        .unwrap()
+        .port;
+    let (bystander, _) = login_on(&gate, &nodes, other, "alice").await;
+    wait_for(DEADLINE, "alice's sessions on the replica", || {
+        holds(&nodes[r], &alice_key) && holds(&nodes[r], &leaving_key)
+    })
+    .await;
+
+    // --- CLUSTER FAILOVER on the replica: the old master stays up and
+    // follows the new one.
+    let load = Load::start(&gate, &alice);
+    let others = Load::start(&gate, &bystander);
+    let started = Instant::now();
+    assert_eq!(nodes[r].cmd(&["CLUSTER", "FAILOVER"]), "OK");
+    wait_for(SWITCH_DEADLINE, "the replica promoted", || {
+        is_master(&nodes[r])
+    })
+    .await;
+    let promoted = started.elapsed();
+    let retries = sign_out_retrying(&gate, &leaving).await;
+    let signed_out = started.elapsed();
+    let mut replays = 0;
+    loop {
+        let s = status_of(&gate, &leaving, "/app/page").await;
+        assert!(matches!(s, 302 | 503), "a signed-out cookie answered {s}");
+        replays += 1;
+        if replicates(&nodes[m], nodes[r].port) {
+            break;
+        }
+        assert!(
+            started.elapsed() < SWITCH_DEADLINE,
+            "the old master never followed the new one"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rejoined = started.elapsed();
+    load.wait_more(20).await;
+    others.wait_more(20).await;
+    let hers = load.finish("CLUSTER FAILOVER, alice").await;
+    let theirs = others.finish("CLUSTER FAILOVER, bystander").await;
+    assert_eq!(status_of(&gate, &alice, "/app/page").await, 200);
+    assert_eq!(status_of(&gate, &leaving, "/app/page").await, 302);
+    let fresh = login_retrying(&gate, "alice").await;
+    assert_eq!(status_of(&gate, &fresh, "/app/page").await, 200);
+    println!(
+        "CLUSTER FAILOVER: replica promoted after {promoted:?}; sign-out done after \
+         {signed_out:?} ({retries} x 503 first); old master following after {rejoined:?}, \
+         {replays} replays of the signed-out cookie, none 200; alice's load {hers}; \
+         bystander's load {theirs}"
+    );
+
+    // --- kill -9 of the master now holding alice's session (the promoted
+    // replica): the old master takes over again. Just before, a sign-out
+    // while the replica is cut off (its link dropped, the process frozen
+    // for 0.6 s so it cannot reconnect): it may only be acknowledged once
+    // the replica has it, or the crash undoes it.
+    let (leaving, leaving_key) = login_on(&gate, &nodes, nodes[r].port, "alice").await;
+    wait_for(DEADLINE, "alice's sessions on the replica", || {
+        holds(&nodes[m], &alice_key) && holds(&nodes[m], &leaving_key)
+    })
+    .await;
+    let load = Load::start(&gate, &alice);
+    let others = Load::start(&gate, &bystander);
+    let frozen = freeze(pid(&nodes[m]), Duration::from_millis(600));
+    assert_eq!(nodes[r].cmd(&["CLIENT", "KILL", "TYPE", "replica"]), "1");
+    let signing_out = Instant::now();
+    let retries = sign_out_retrying(&gate, &leaving).await;
+    let sign_out_took = signing_out.elapsed();
+    let killed = Instant::now();
+    nodes[r].kill();
+    frozen.await.unwrap();
+    wait_for(SWITCH_DEADLINE, "the old master promoted again", || {
+        is_master(&nodes[m])
+    })
+    .await;
+    let promoted = killed.elapsed();
+    eventually(
+        SWITCH_DEADLINE,
+        "alice served after her master died",
+        || async { (status_of(&gate, &alice, "/app/page").await == 200).then_some(()) },
+    )
+    .await;
+    let served = killed.elapsed();
+    load.wait_more(20).await;
+    others.wait_more(20).await;
+    let hers = load.finish("master killed, alice").await;
+    let theirs = others.finish("master killed, bystander").await;
+    assert_eq!(
+        status_of(&gate, &leaving, "/app/page").await,
+        302,
+        "a sign-out acknowledged before the crash was undone"
+    );
+    let after = login_retrying(&gate, "alice").await;
+    assert_eq!(status_of(&gate, &after, "/app/page").await, 200);
+    sign_out_retrying(&gate, &after).await;
+    assert_eq!(status_of(&gate, &after, "/app/page").await, 302);
+    assert_eq!(status_of(&gate, &alice, "/app/page").await, 200);
+    println!(
+        "master killed: sign-out with the replica cut off acknowledged after \
+         {sign_out_took:?} ({retries} x 503 first); \
+         replica promoted {promoted:?} after the kill, alice served again after {served:?}; \
+         alice's load {hers}; bystander's load {theirs}"
+    );
+    drop(gate);
+    drop(nodes);
 }

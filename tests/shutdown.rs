@@ -1,6 +1,8 @@
-//! `SIGTERM` under load (issue 10): requests in flight when it arrives
+//! `SIGTERM` under load (issue 10): `/ready` turns 503 at once, requests
+//! in flight when it arrives
 //! (the echo upstream's 1.5 s slow path) finish with 200, connections
-//! opened afterwards are refused or served (never reset mid-request), and
+//! opened afterwards are refused or served (never reset, not even one the
+//! kernel completed but authgate had not accepted yet), and
 //! the process is gone within one `server.shutdown_grace` of the signal.
 //! Also the TLS certificate re-read on `SIGHUP`.
 
@@ -79,12 +81,56 @@ async fn sigterm_lets_requests_in_flight_finish_and_exits_within_the_grace() {
     )
     .await;
 
+    // Sustained keep-alive traffic, and `/ready` asked back to back on one
+    // kept-alive connection (the only way to see it once the listener
+    // stops taking new connections).
+    let kept = Arc::new(Record::default());
+    let kept_idle_closes = Arc::new(AtomicU64::new(0));
+    let kept_sender = Http1 {
+        addr: gate.addr(),
+        target: "/public/kept".into(),
+        host: host.clone(),
+        want: 200,
+        keep_alive: true,
+    };
+    let kept_task =
+        tokio::spawn(kept_sender.run(stop.clone(), kept.clone(), kept_idle_closes.clone()));
+    let ready_task = {
+        let (addr, host, stop) = (gate.addr(), host.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut c = BufReader::new(TcpStream::connect(addr).await.unwrap());
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                match exchange(&mut c, "/ready", &host, false).await {
+                    Exchange::Answered(status, closes) => {
+                        seen.push(status);
+                        if closes {
+                            break;
+                        }
+                    }
+                    Exchange::ClosedBeforeAnswer(e) | Exchange::Broken(e) => {
+                        panic!("/ready on a kept-alive connection: {e}")
+                    }
+                }
+            }
+            seen
+        })
+    };
+    support::eventually(
+        Duration::from_secs(10),
+        "kept-alive requests answered",
+        || async { (kept.answered.load(Ordering::Relaxed) >= 20).then_some(()) },
+    )
+    .await;
+
     let term_at = Instant::now();
     gate.sigterm();
     let status = gate.wait_exit(GRACE + Duration::from_secs(2)).await;
     let exited = term_at.elapsed();
     stop.store(true, Ordering::Relaxed);
     fresh_task.await.unwrap();
+    kept_task.await.unwrap();
+    let ready = ready_task.await.unwrap();
 
     for (i, task) in slow.into_iter().enumerate() {
         let (outcome, took) = task.await.unwrap();
@@ -107,15 +153,44 @@ async fn sigterm_lets_requests_in_flight_finish_and_exits_within_the_grace() {
         failed.len()
     );
     assert!(failed.is_empty(), "new connections failed: {failed:#?}");
-    // Pingora closes a listener without draining the kernel's accept
-    // queue: a connection completed in the instant before the close is
-    // reset before authgate ever accepted it (so nothing it read is lost).
-    // This sender has one connection at a time: at most one can be there.
+    let (kept_sent, kept_answered, _, kept_failed) = kept.summary();
+    let kept_idle = kept_idle_closes.load(Ordering::Relaxed);
+    eprintln!(
+        "SIGTERM: kept-alive requests sent {kept_sent}, answered {kept_answered}, \
+         idle closes retried {kept_idle}; /ready answers on one connection: {} x 200 then {} x 503",
+        ready.iter().take_while(|s| **s == 200).count(),
+        ready.iter().skip_while(|s| **s == 200).count(),
+    );
     assert!(
-        unaccepted <= 1,
-        "{unaccepted} new connections reset before an answer"
+        kept_failed.is_empty(),
+        "kept-alive requests failed: {kept_failed:#?}"
+    );
+    // `/ready` was 200, turned 503 at the signal, and never came back.
+    assert_eq!(ready.first(), Some(&200), "{ready:?}");
+    let first_503 = ready.iter().position(|s| *s == 503);
+    let Some(first_503) = first_503 else {
+        panic!(
+            "/ready never answered 503 after SIGTERM: {} answers",
+            ready.len()
+        )
+    };
+    assert!(
+        ready[first_503..].iter().all(|s| *s == 503),
+        "/ready answered 200 again after 503"
+    );
+    // New handshakes are dropped and the accept queues emptied before the
+    // listeners close (src/server/quiesce.rs): no connection the kernel
+    // completed is reset unanswered.
+    assert_eq!(
+        unaccepted, 0,
+        "new connections reset before an answer (left in the accept queue)"
     );
     assert!(refused > 0, "the listener never closed");
+    let stderr = gate.stderr();
+    assert!(
+        stderr.contains("accept queues emptied before closing the listeners"),
+        "the listeners were closed without quiescing them first: {stderr}"
+    );
     assert!(status.success(), "{status}: {}", gate.stderr());
     // Polled every 50 ms: the exit itself is within the grace.
     assert!(

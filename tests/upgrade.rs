@@ -518,3 +518,49 @@ async fn sigquit_without_a_waiting_upgrade_is_ignored() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn an_upgrade_with_no_process_to_take_over_from_exits_with_an_error() {
+    let idp = TestServer::idp().await;
+    let echo = TestServer::echo("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("upgrade.sock");
+    let mut cfg = GateConfig::new(idp.port(), &[("/", echo.port())]);
+    cfg.server = vec![format!("  upgrade_sock: {}", sock.display())];
+    // Nothing runs on this config: the process waits for sockets nobody sends.
+    let config = dir.path().join("authgate.yaml");
+    std::fs::write(&config, cfg.yaml()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let child = Command::new(support::bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--upgrade")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(out.path().join("stdout")).unwrap())
+        .stderr(std::fs::File::create(out.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut gate = Upgraded(child, out);
+    let started = Instant::now();
+    let end = started + Duration::from_secs(45);
+    let mut saw_sock = false;
+    let status = loop {
+        use std::os::unix::fs::FileTypeExt as _;
+        saw_sock |= std::fs::metadata(&sock).is_ok_and(|m| m.file_type().is_socket());
+        if let Some(status) = gate.0.try_wait().unwrap() {
+            break status;
+        }
+        // It never serves on sockets of its own while it waits.
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", cfg.port)).is_err(),
+            "the --upgrade process listens on its own"
+        );
+        assert!(Instant::now() < end, "still waiting: {}", gate.stderr());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let took = started.elapsed();
+    eprintln!("--upgrade with nothing to take over: {status} after {took:?}");
+    assert!(saw_sock, "it never waited on server.upgrade_sock");
+    assert!(!status.success(), "exited successfully: {}", gate.stderr());
+}

@@ -9,6 +9,7 @@
 //! a further timeout, so a drained process would still linger for the
 //! grace and more; here the process exits once its last connection closes.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -101,6 +102,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Counted<A> {
 pub struct Signals {
     /// `server.upgrade_sock`.
     pub upgrade_sock: PathBuf,
+    /// Every listening address (proxy, ext_authz, metrics): on `SIGTERM`
+    /// they stop taking new handshakes before they close (see `quiesce`).
+    pub listeners: Vec<SocketAddr>,
+    /// The gate whose `/ready` turns 503 as soon as `SIGTERM` arrives.
+    pub gate: GateHandle,
 }
 
 #[async_trait]
@@ -122,6 +128,8 @@ impl ShutdownSignalWatch for Signals {
             tokio::select! {
                 _ = term.recv() => {
                     tracing::info!("SIGTERM: draining");
+                    self.gate.load().start_draining();
+                    super::quiesce::before_close(&self.listeners).await;
                     return ShutdownSignal::GracefulTerminate;
                 }
                 _ = int.recv() => {

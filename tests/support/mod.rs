@@ -434,10 +434,21 @@ impl Authgate {
     }
 
     fn spawn(dir: tempfile::TempDir, args: &[String], port: u16, metrics_port: u16) -> Authgate {
+        Self::spawn_env(dir, args, port, metrics_port, &[])
+    }
+
+    fn spawn_env(
+        dir: tempfile::TempDir,
+        args: &[String],
+        port: u16,
+        metrics_port: u16,
+        env: &[(&str, &str)],
+    ) -> Authgate {
         let out = std::fs::File::create(dir.path().join("stdout")).unwrap();
         let err = std::fs::File::create(dir.path().join("stderr")).unwrap();
         let child = Command::new(bin())
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(out)
@@ -882,6 +893,22 @@ impl Authgate {
         let mut gate = Self::spawn(dir, &args, cfg.port, cfg.metrics_port);
         gate.wait_ready().await;
         gate
+    }
+
+    /// `authgate run` with `cfg`'s ports, the given YAML and extra
+    /// environment variables (e.g. `SSL_CERT_FILE`), not waiting for
+    /// `/ready`; call [`Authgate::wait_until_ready`] for that.
+    pub fn start_yaml_env(cfg: &GateConfig, yaml: &str, env: &[(&str, &str)]) -> Authgate {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("authgate.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let args: Vec<String> = vec!["run".into(), "--config".into(), path_str(&path)];
+        Self::spawn_env(dir, &args, cfg.port, cfg.metrics_port, env)
+    }
+
+    /// Waits for `/ready` as [`Authgate::run_yaml`] does (a started process).
+    pub async fn wait_until_ready(&mut self) {
+        self.wait_ready().await;
     }
 
     /// `authgate --log-format json run` with `cfg`'s ports but the given

@@ -137,7 +137,7 @@ pub(super) fn session(w: &mut Writer<'_>) -> Mapping {
     }
     w.not_carried(
         "redis-ca-path",
-        "authgate verifies Redis TLS against the web PKI roots",
+        "authgate verifies Redis TLS against the web PKI roots, or the CAs in the SSL_CERT_FILE environment variable",
     );
     w.not_carried(
         "redis-connection-idle-timeout",

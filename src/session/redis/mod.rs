@@ -13,7 +13,12 @@
 //! (`WAIT`), so a sign-out acknowledged just before a failover is never
 //! undone by the old master resyncing. `READONLY` and unreplicated writes are
 //! errors (503), never success.
+//!
+//! With Cluster, the one cluster connection follows `MOVED` through a
+//! failover by itself, and a write counts only once a replica of its slot's
+//! master has it (see [`cluster`]).
 
+mod cluster;
 mod sentinel;
 mod topology;
 
@@ -21,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use cluster::{ReplicatedSlots, CLUSTER_PROBE_INTERVAL};
 use redis::{AsyncConnectionConfig, Pipeline};
 
 use crate::config;
@@ -70,6 +76,8 @@ struct Live {
     /// Replicas a write must reach before it counts (`WAIT`): 1 when the
     /// sentinels see a healthy replica, else 0 (and always 0 without Sentinel).
     wait: usize,
+    /// Cluster: the slots whose writes wait for a replica (empty elsewhere).
+    replicated: ReplicatedSlots,
 }
 
 /// The Redis store's client and its one shared connection, kept up by
@@ -110,9 +118,15 @@ impl RedisStore {
 
     /// A command failed: for connection reasons, or `READONLY` (the node
     /// was demoted under us), drop the connection so the prober reconnects
-    /// (to the current master), and report unavailability.
+    /// (to the current master), and report unavailability. A cluster
+    /// connection is kept (see below).
     fn fail(&self, e: redis::RedisError) -> RedisError {
-        if e.is_io_error()
+        if matches!(self.topology, Topology::Cluster(_)) {
+            // The cluster connection reroutes by itself (one dead master
+            // must not cost every other slot its connection): only have
+            // the slot map's replicas re-read.
+            self.wake.notify_one();
+        } else if e.is_io_error()
             || e.is_connection_dropped()
             || e.is_timeout()
             || e.is_connection_refusal()
@@ -147,13 +161,15 @@ impl RedisStore {
     pub async fn maintain(&self) {
         let interval = match self.topology {
             Topology::Sentinel(_) => SENTINEL_PROBE_INTERVAL,
-            _ => PROBE_INTERVAL,
+            Topology::Cluster(_) => CLUSTER_PROBE_INTERVAL,
+            Topology::Single(_) => PROBE_INTERVAL,
         };
         loop {
             let probe = async {
                 match &self.topology {
                     Topology::Sentinel(s) => self.probe_sentinel(s).await,
-                    _ => self.probe_direct().await,
+                    Topology::Cluster(c) => self.probe_cluster(c).await,
+                    Topology::Single(_) => self.probe_direct().await,
                 }
             };
             if tokio::time::timeout(CONNECT_TIMEOUT * 3, probe)
@@ -169,7 +185,7 @@ impl RedisStore {
         }
     }
 
-    /// Single server or cluster: `PING`, reconnecting when it fails.
+    /// Single server: `PING`, reconnecting when it fails.
     async fn probe_direct(&self) {
         if let Some(live) = self.live.load_full() {
             if live.conn.cmd::<String>(&redis::cmd("PING")).await.is_ok() {
@@ -181,14 +197,14 @@ impl RedisStore {
                 .get_multiplexed_async_connection_with_config(&Self::conn_config())
                 .await
                 .map(Conn::Single),
-            Topology::Cluster(c) => c.get_async_connection().await.map(Conn::Cluster),
-            Topology::Sentinel(_) => return,
+            Topology::Cluster(_) | Topology::Sentinel(_) => return,
         };
         match conn {
             Ok(c) if c.cmd::<String>(&redis::cmd("PING")).await.is_ok() => self.set(Some(Live {
                 conn: c,
                 master: None,
                 wait: 0,
+                replicated: ReplicatedSlots::default(),
             })),
             Ok(_) => self.set(None),
             Err(e) => {
@@ -223,6 +239,7 @@ impl RedisStore {
                         conn: live.conn.clone(),
                         master: live.master.clone(),
                         wait,
+                        replicated: ReplicatedSlots::default(),
                     }));
                 }
                 return;
@@ -247,6 +264,7 @@ impl RedisStore {
                         conn,
                         master: Some(view.addr),
                         wait,
+                        replicated: ReplicatedSlots::default(),
                     }));
                 } else {
                     // Promotion not finished yet: the next probe retries.
@@ -265,13 +283,16 @@ impl RedisStore {
         if live.wait == 0 {
             return Ok(());
         }
-        let acked: i64 = within(
-            trace::redis("WAIT"),
-            live.conn
-                .cmd(redis::cmd("WAIT").arg(live.wait).arg(WAIT_TIMEOUT_MS)),
-        )
-        .await
-        .map_err(|e| self.fail(e))?;
+        let mut pipe = redis::pipe();
+        written_marker(&mut pipe, &format!("{PREFIX}written"));
+        pipe.cmd("WAIT").arg(live.wait).arg(WAIT_TIMEOUT_MS);
+        let replies = within(trace::redis("WAIT"), live.conn.values(&pipe))
+            .await
+            .map_err(|e| self.fail(e))?;
+        let acked: i64 = replies
+            .first()
+            .and_then(|v| redis::from_redis_value(v).ok())
+            .unwrap_or(0);
         if usize::try_from(acked).unwrap_or(0) < live.wait {
             // Likely a failover under way: have the sentinels asked now.
             self.wake.notify_one();
@@ -291,11 +312,12 @@ impl RedisStore {
     /// Writes the session and its `sid`/`sub` index entries: in one
     /// transaction on a single node, so a failure leaves nothing
     /// half-written; per key on a cluster, where the keys live in different
-    /// slots (index entries first, so a session is never unindexed).
+    /// slots (index entries first, so a session is never unindexed), each
+    /// confirmed by a replica of its slot's master.
     ///
     /// # Errors
-    /// [`RedisError`] when Redis is down, a command fails, or (Sentinel) no
-    /// replica confirmed the write.
+    /// [`RedisError`] when Redis is down, a command fails, or (Sentinel,
+    /// Cluster) no replica confirmed the write.
     pub async fn put(
         &self,
         id: &[u8; 16],
@@ -334,10 +356,12 @@ impl RedisStore {
             for index in &indexes {
                 let mut pipe = redis::pipe();
                 add_index(&mut pipe, index);
-                within(trace::redis("SADD"), live.conn.pipe(&pipe))
-                    .await
-                    .map_err(|e| self.fail(e))?;
+                self.cluster_write(&live, pipe, index, "SADD").await?;
             }
+            return self
+                .cluster_write(&live, set, &session_key(id), "SET")
+                .await
+                .map(drop);
         }
         within(trace::redis("SET"), live.conn.pipe(&set))
             .await
@@ -348,16 +372,11 @@ impl RedisStore {
     /// Deletes the session stored under `id` (sign-out).
     ///
     /// # Errors
-    /// [`RedisError`] when Redis is down, the command fails, or (Sentinel)
-    /// no replica confirmed the delete.
+    /// [`RedisError`] when Redis is down, the command fails, or (Sentinel,
+    /// Cluster) no replica confirmed the delete.
     pub async fn delete(&self, id: &[u8; 16]) -> Result<(), RedisError> {
         let live = self.live()?;
-        within(
-            trace::redis("DEL"),
-            live.conn.cmd::<i64>(redis::cmd("DEL").arg(session_key(id))),
-        )
-        .await
-        .map_err(|e| self.fail(e))?;
+        self.del(&live, &session_key(id)).await?;
         self.confirm(&live).await
     }
 
@@ -367,8 +386,8 @@ impl RedisStore {
     /// to its own slot.
     ///
     /// # Errors
-    /// [`RedisError`] when Redis is down, a command fails, or (Sentinel) no
-    /// replica confirmed the deletes.
+    /// [`RedisError`] when Redis is down, a command fails, or (Sentinel,
+    /// Cluster) no replica confirmed the deletes.
     pub async fn revoke(&self, sid: Option<&str>, sub: Option<&str>) -> Result<usize, RedisError> {
         let live = self.live()?;
         let index = match (sid, sub) {
@@ -384,21 +403,9 @@ impl RedisStore {
         .map_err(|e| self.fail(e))?;
         let mut removed = 0;
         for m in &members {
-            let n: i64 = within(
-                trace::redis("DEL"),
-                live.conn
-                    .cmd(redis::cmd("DEL").arg(format!("{PREFIX}session:{m}"))),
-            )
-            .await
-            .map_err(|e| self.fail(e))?;
-            removed += usize::try_from(n).unwrap_or(0);
+            removed += self.del(&live, &format!("{PREFIX}session:{m}")).await?;
         }
-        within(
-            trace::redis("DEL"),
-            live.conn.cmd::<i64>(redis::cmd("DEL").arg(&index)),
-        )
-        .await
-        .map_err(|e| self.fail(e))?;
+        self.del(&live, &index).await?;
         self.confirm(&live).await?;
         Ok(removed)
     }
@@ -489,6 +496,25 @@ async fn is_master(conn: &Conn) -> bool {
         conn.cmd::<redis::Role>(&redis::cmd("ROLE")).await,
         Ok(redis::Role::Primary { .. })
     )
+}
+
+/// How long a write marker lives (ms): only until `WAIT` has counted it.
+const MARKER_TTL_MS: u64 = 10_000;
+
+/// Adds, before a `WAIT`, a write that always reaches the replication
+/// stream. `WAIT` counts the replicas that have this connection's last
+/// write; a retried `DEL` or `SADD` that changes nothing writes nothing, and
+/// on a connection made since the first try (a reconnect) `WAIT` would then
+/// pass at once, however far behind the replica is. The marker moves the
+/// connection's offset to now, so the replica that acknowledges it has every
+/// earlier write, the first try's included (the stream is ordered).
+fn written_marker(pipe: &mut Pipeline, marker: &str) {
+    pipe.cmd("SET")
+        .arg(marker)
+        .arg(1)
+        .arg("PX")
+        .arg(MARKER_TTL_MS)
+        .ignore();
 }
 
 fn hex(bytes: &[u8]) -> String {

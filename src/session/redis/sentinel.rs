@@ -10,7 +10,7 @@
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisResult};
 
-use super::topology::{redis_info, tcp_addr};
+use super::topology::{node_client, redis_info, tcp_addr};
 use super::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use crate::config;
 use crate::domain::Secret;
@@ -36,12 +36,20 @@ pub(super) struct Sentinels {
     /// sentinel password is set (sentinels sharing the master's password).
     fallback: Option<Secret<String>>,
     data: config::Redis,
+    /// `SSL_CERT_FILE`'s CAs for TLS to the master (`rediss+sentinel://`),
+    /// else None: the built-in web PKI roots.
+    roots: Option<redis::TlsCertificates>,
     /// The last sentinel that answered, kept open between probes.
     cached: tokio::sync::Mutex<Option<MultiplexedConnection>>,
 }
 
 impl Sentinels {
-    pub(super) fn new(cfg: &config::Redis, nodes: &[config::RedisNode], master: &str) -> Self {
+    pub(super) fn new(
+        cfg: &config::Redis,
+        nodes: &[config::RedisNode],
+        master: &str,
+        roots: Option<redis::TlsCertificates>,
+    ) -> Self {
         Sentinels {
             nodes: nodes.to_vec(),
             master: master.to_owned(),
@@ -51,21 +59,26 @@ impl Sentinels {
                 .clone()
                 .filter(|_| cfg.sentinel_password.is_none()),
             data: cfg.clone(),
+            roots,
             cached: tokio::sync::Mutex::new(None),
         }
     }
 
     /// The client for the data node at `addr` (the master's credentials,
-    /// db, protocol and TLS).
+    /// db, protocol and TLS, verified against the same roots as a single
+    /// `rediss://` server's).
     pub(super) fn data_client(&self, addr: &(String, u16)) -> RedisResult<redis::Client> {
         let node = config::RedisNode {
             host: addr.0.clone(),
             port: addr.1,
         };
-        redis::Client::open(redis::ConnectionInfo {
-            addr: tcp_addr(&node, self.data.tls),
-            redis: redis_info(&self.data),
-        })
+        node_client(
+            redis::ConnectionInfo {
+                addr: tcp_addr(&node, self.data.tls),
+                redis: redis_info(&self.data),
+            },
+            self.roots.as_ref(),
+        )
     }
 
     /// Asks the sentinels, in order, until one answers: the master's address
