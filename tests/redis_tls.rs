@@ -10,13 +10,11 @@
 use crate::redis_servers;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::fleet::{login_retrying, status, Load, Seen};
 use crate::support::*;
-use parking_lot::Mutex;
-use redis_servers::{wait_for, RedisProc, Tls};
+use redis_servers::{assert_spread, start_cluster, wait_for, RedisProc, SentinelTopology, Tls};
 
 const PW: &str = "tls-master-secret";
 /// The longest any wait here may take.
@@ -88,17 +86,6 @@ fn session_keys(node: &RedisProc, db: u8) -> usize {
     .lines()
     .filter(|l| !l.is_empty())
     .count()
-}
-
-async fn status(gate: &Authgate, cookie: &str, path: &str) -> u16 {
-    client()
-        .get(gate.url(path))
-        .header("accept", "text/html")
-        .header("cookie", cookie)
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
 }
 
 /// How many TLS handshakes `node` refused so far (its log's accept errors).
@@ -175,157 +162,10 @@ async fn rediss_keeps_sessions_on_a_verified_server_and_refuses_an_unverified_on
     println!("rediss://: sign-in, session in db 3, sign-out deleted it; an unverified server: {refused} handshakes refused, /ready 503, callback 503, 0 keys");
 }
 
-/// A TLS master and replica (`tls-replication yes`) with three sentinels
-/// listening in plain TCP that reach the data nodes over TLS.
-struct Sentinel {
-    nodes: Vec<RedisProc>,
-    sentinels: Vec<RedisProc>,
-}
-
-impl Sentinel {
-    async fn start() -> Sentinel {
-        let tls = trusted();
-        let auth = [format!("requirepass {PW}"), format!("masterauth {PW}")];
-        let master = RedisProc::server_tls(&auth, &tls).await;
-        let mut replica_conf = auth.to_vec();
-        replica_conf.push(format!("replicaof 127.0.0.1 {}", master.port));
-        let replica = RedisProc::server_tls(&replica_conf, &tls).await;
-        let mut sentinel_conf = tls.conf_lines();
-        sentinel_conf.push("tls-replication yes".to_owned());
-        sentinel_conf.push(format!("sentinel auth-pass mymaster {PW}"));
-        let mut sentinels = Vec::new();
-        for _ in 0..3 {
-            sentinels.push(RedisProc::sentinel(master.port, &sentinel_conf).await);
-        }
-        wait_for(DEADLINE, "the replica in sync over TLS", || {
-            replica
-                .try_cmd(&["INFO", "replication"])
-                .is_some_and(|i| i.contains("master_link_status:up"))
-        })
-        .await;
-        for s in &sentinels {
-            wait_for(
-                DEADLINE,
-                "each sentinel to know the replica and the others",
-                || {
-                    let replicas = s
-                        .try_cmd(&["SENTINEL", "replicas", "mymaster"])
-                        .unwrap_or_default();
-                    let others = s
-                        .try_cmd(&["SENTINEL", "sentinels", "mymaster"])
-                        .unwrap_or_default();
-                    replicas.contains("master-link-status\nok")
-                        && others.lines().filter(|l| *l == "name").count() == 2
-                },
-            )
-            .await;
-        }
-        Sentinel {
-            nodes: vec![master, replica],
-            sentinels,
-        }
-    }
-
-    fn master_port(&self) -> Option<u16> {
-        self.sentinels.iter().find_map(|s| {
-            let out = s.try_cmd(&["SENTINEL", "get-master-addr-by-name", "mymaster"])?;
-            out.lines().nth(1)?.trim().parse().ok()
-        })
-    }
-
-    fn url(&self) -> String {
-        let hosts: Vec<String> = self
-            .sentinels
-            .iter()
-            .map(|s| format!("127.0.0.1:{}", s.port))
-            .collect();
-        format!("rediss+sentinel://:{PW}@{}/mymaster/0", hosts.join(","))
-    }
-}
-
-/// Signs `user` in, retrying while the store answers 503 (a switch).
-async fn login_retrying(gate: &Authgate, user: &str) -> String {
-    let c = client();
-    let end = Instant::now() + DEADLINE;
-    loop {
-        let mut jar = Jar::default();
-        let back = login(&c, &mut jar, &gate.url("/app/page"), user).await;
-        if back.status() == 302 && !jar.session_names().is_empty() {
-            return jar.header();
-        }
-        assert_eq!(back.status(), 503, "login answered neither success nor 503");
-        assert!(
-            Instant::now() < end,
-            "no login succeeded within {DEADLINE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// One session's requests back to back until stopped: (sent, 200s, 503s,
-/// first-to-last 503), asserting nothing else was answered.
-struct Load {
-    stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<(Instant, u16)>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Load {
-    fn start(gate: &Authgate, cookie: &str) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (url, cookie) = (gate.url("/app/page"), cookie.to_owned());
-        let (s, r) = (stop.clone(), seen.clone());
-        let task = tokio::spawn(async move {
-            let c = client();
-            while !s.load(Ordering::Relaxed) {
-                let st = c
-                    .get(&url)
-                    .header("accept", "text/html")
-                    .header("cookie", &cookie)
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16())
-                    .unwrap_or(0);
-                r.lock().push((Instant::now(), st));
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        });
-        Load { stop, seen, task }
-    }
-
-    async fn finish(self) -> (usize, usize, usize, Duration) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap();
-        let seen = self.seen.lock().clone();
-        let bad: Vec<u16> = seen
-            .iter()
-            .map(|(_, s)| *s)
-            .filter(|s| !matches!(s, 200 | 503))
-            .collect();
-        assert!(bad.is_empty(), "answers other than 200/503: {bad:?}");
-        let unavailable: Vec<Instant> = seen
-            .iter()
-            .filter(|(_, s)| *s == 503)
-            .map(|(t, _)| *t)
-            .collect();
-        let window = match (unavailable.first(), unavailable.last()) {
-            (Some(a), Some(b)) => *b - *a,
-            _ => Duration::ZERO,
-        };
-        (
-            seen.len(),
-            seen.len() - unavailable.len(),
-            unavailable.len(),
-            window,
-        )
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rediss_sentinel_verifies_the_master_and_keeps_sessions_across_failover() {
     require_redis();
-    let topo = Sentinel::start().await;
+    let topo = SentinelTopology::start(PW, None, Some(&trusted()), DEADLINE).await;
     let first = topo.master_port().unwrap();
     let replica = topo.nodes.iter().find(|n| n.port != first).unwrap();
     let idp = TestServer::idp().await;
@@ -353,7 +193,7 @@ async fn rediss_sentinel_verifies_the_master_and_keeps_sessions_across_failover(
     drop(wrong);
 
     let gate = gate_trusting_ca(&cfg, &topo.url()).await;
-    let alice = login_retrying(&gate, "alice").await;
+    let alice = login_retrying(&gate, "alice", DEADLINE).await;
     assert_eq!(status(&gate, &alice, "/app/page").await, 200);
     wait_for(DEADLINE, "the session replicated over TLS", || {
         session_keys(replica, 0) == 1
@@ -362,25 +202,23 @@ async fn rediss_sentinel_verifies_the_master_and_keeps_sessions_across_failover(
 
     let load = Load::start(&gate, &alice);
     let started = Instant::now();
-    assert_eq!(
-        topo.sentinels[0].cmd(&["SENTINEL", "FAILOVER", "mymaster"]),
-        "OK"
-    );
-    let end = Instant::now() + DEADLINE;
-    while topo.master_port() != Some(replica.port) {
-        assert!(Instant::now() < end, "the sentinels never switched");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    topo.failover();
+    topo.wait_master(replica.port, DEADLINE).await;
     let announced = started.elapsed();
     // A new login after the switch lands on the new master, over TLS.
-    let bob = login_retrying(&gate, "alice").await;
+    let bob = login_retrying(&gate, "alice", DEADLINE).await;
     let new_login = started.elapsed();
     assert_eq!(status(&gate, &bob, "/app/page").await, 200);
     eventually(DEADLINE, "alice served after the switch", || async {
         (status(&gate, &alice, "/app/page").await == 200).then_some(())
     })
     .await;
-    let (sent, ok, unavailable, window) = load.finish().await;
+    let Seen {
+        sent,
+        ok,
+        unavailable,
+        window,
+    } = load.finish("rediss+sentinel FAILOVER").await;
     assert_eq!(
         session_keys(replica, 0),
         2,
@@ -398,29 +236,7 @@ async fn rediss_sentinel_verifies_the_master_and_keeps_sessions_across_failover(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rediss_cluster_keeps_sessions_on_a_tls_cluster() {
     require_redis();
-    let tls = trusted();
-    let conf = [
-        "cluster-enabled yes".to_owned(),
-        "cluster-config-file nodes.conf".to_owned(),
-        "cluster-node-timeout 2000".to_owned(),
-        "tls-cluster yes".to_owned(),
-    ];
-    let mut nodes = Vec::new();
-    for _ in 0..3 {
-        nodes.push(RedisProc::server_tls(&conf, &tls).await);
-    }
-    let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
-    args.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)));
-    args.push("--cluster-yes".into());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    nodes[0].cmd(&args);
-    for n in &nodes {
-        wait_for(DEADLINE, "cluster_state:ok on every node", || {
-            n.try_cmd(&["CLUSTER", "INFO"])
-                .is_some_and(|i| i.contains("cluster_state:ok"))
-        })
-        .await;
-    }
+    let nodes = start_cluster(3, 0, 2000, Some(&trusted()), DEADLINE).await;
     let idp = TestServer::idp().await;
     let echo = TestServer::echo("app").await;
     let mut cfg = GateConfig::new(idp.port(), &[("/", echo.port())]);
@@ -441,15 +257,7 @@ async fn rediss_cluster_keeps_sessions_on_a_tls_cluster() {
         cookies.push(jar.header());
     }
     let spread: Vec<usize> = nodes.iter().map(|n| session_keys(n, 0)).collect();
-    assert_eq!(
-        spread.iter().sum::<usize>(),
-        12,
-        "sessions per node: {spread:?}"
-    );
-    assert!(
-        spread.iter().filter(|n| **n > 0).count() >= 2,
-        "sessions all on one node: {spread:?}"
-    );
+    assert_spread(&spread, 12, "node");
     for cookie in &cookies {
         assert_eq!(status(&gate, cookie, "/app/page").await, 200);
     }

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -397,6 +398,23 @@ impl Upgraded {
     }
 }
 
+/// `authgate run --config CONFIG --upgrade` (log level info), its stdout
+/// and stderr in a temp dir of its own.
+fn spawn_upgrade(config: &Path) -> Upgraded {
+    let out = tempfile::tempdir().unwrap();
+    let child = Command::new(support::bin())
+        .args(["run", "--config"])
+        .arg(config)
+        .arg("--upgrade")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(out.path().join("stdout")).unwrap())
+        .stderr(std::fs::File::create(out.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    Upgraded(child, out)
+}
+
 fn kill(pid: u32, sig: libc::c_int) {
     let pid = libc::pid_t::try_from(pid).unwrap();
     // SAFETY: plain syscall on our own child's pid; no memory involved.
@@ -419,18 +437,7 @@ async fn an_upgrade_hands_every_listener_over_without_losing_a_request() {
     flowing(&load, 200, "traffic through the old process").await;
 
     // The new binary beside the old one, on the same config file.
-    let out = tempfile::tempdir().unwrap();
-    let child = Command::new(support::bin())
-        .args(["run", "--config"])
-        .arg(old.config_path())
-        .arg("--upgrade")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(out.path().join("stdout")).unwrap())
-        .stderr(std::fs::File::create(out.path().join("stderr")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut new = Upgraded(child, out);
+    let mut new = spawn_upgrade(&old.config_path());
     // It opens the hand-over socket once it is ready to serve.
     let end = Instant::now() + Duration::from_secs(30);
     loop {
@@ -530,18 +537,7 @@ async fn an_upgrade_with_no_process_to_take_over_from_exits_with_an_error() {
     // Nothing runs on this config: the process waits for sockets nobody sends.
     let config = dir.path().join("authgate.yaml");
     std::fs::write(&config, cfg.yaml()).unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let child = Command::new(support::bin())
-        .args(["run", "--config"])
-        .arg(&config)
-        .arg("--upgrade")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(out.path().join("stdout")).unwrap())
-        .stderr(std::fs::File::create(out.path().join("stderr")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut gate = Upgraded(child, out);
+    let mut gate = spawn_upgrade(&config);
     let started = Instant::now();
     let end = started + Duration::from_secs(45);
     let mut saw_sock = false;

@@ -5,6 +5,8 @@
 //! Every test builds its own processes and ports, so tests run in parallel and
 //! never share state. Nothing here sleeps-and-hopes: waits poll with deadlines.
 
+pub mod fleet;
+
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io::Write as _;

@@ -1,7 +1,8 @@
 //! Real Redis topologies for the fleet tests (tests/redis_sentinel.rs,
-//! redis_cluster.rs, replicas.rs): Debian's `redis-server`,
+//! redis_cluster.rs, redis_tls.rs, replicas.rs): Debian's `redis-server`,
 //! `redis-sentinel` and `redis-cli` on free loopback ports, each in its own
-//! temp dir, killed when dropped. Waits poll with deadlines (tokio timers).
+//! temp dir, killed when dropped; a master/replica/three-sentinel topology
+//! and a cluster made of them. Waits poll with deadlines (tokio timers).
 //!
 //! Included with `#[path = "support/redis_servers.rs"] mod redis_servers;`.
 
@@ -264,4 +265,225 @@ pub async fn wait_for(deadline: Duration, what: &str, mut probe: impl FnMut() ->
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     start.elapsed()
+}
+
+/// A master, its replica and three sentinels monitoring them as
+/// `mymaster`, the data nodes with `requirepass`/`masterauth`, plain TCP or
+/// TLS (`tls-replication yes`; the sentinels then listen in plain TCP and
+/// reach the data nodes over TLS).
+pub struct SentinelTopology {
+    /// The master first, then its replica (until a switch).
+    pub nodes: Vec<RedisProc>,
+    /// Three sentinels.
+    pub sentinels: Vec<RedisProc>,
+    password: String,
+    tls: bool,
+}
+
+impl SentinelTopology {
+    /// Starts the data nodes with `password`, TLS-only when `tls` is given,
+    /// and three sentinels (with `sentinel_password` as their own
+    /// `requirepass` if given); returns once the replica is in sync and every
+    /// sentinel knows the replica and the two others, panicking after
+    /// `deadline` for any of these waits.
+    pub async fn start(
+        password: &str,
+        sentinel_password: Option<&str>,
+        tls: Option<&Tls>,
+        deadline: Duration,
+    ) -> SentinelTopology {
+        let auth = [
+            format!("requirepass {password}"),
+            format!("masterauth {password}"),
+        ];
+        let data_node = |conf: Vec<String>| async move {
+            match tls {
+                Some(tls) => RedisProc::server_tls(&conf, tls).await,
+                None => RedisProc::server(&conf).await,
+            }
+        };
+        let master = data_node(auth.to_vec()).await;
+        let mut replica_conf = auth.to_vec();
+        replica_conf.push(format!("replicaof 127.0.0.1 {}", master.port));
+        let replica = data_node(replica_conf).await;
+        let mut sentinel_conf = Vec::new();
+        if let Some(tls) = tls {
+            sentinel_conf.extend(tls.conf_lines());
+            sentinel_conf.push("tls-replication yes".to_owned());
+        }
+        if let Some(pw) = sentinel_password {
+            sentinel_conf.push(format!("requirepass {pw}"));
+            sentinel_conf.push(format!("sentinel sentinel-pass {pw}"));
+        }
+        sentinel_conf.push(format!("sentinel auth-pass mymaster {password}"));
+        let mut sentinels = Vec::new();
+        for _ in 0..3 {
+            sentinels.push(RedisProc::sentinel(master.port, &sentinel_conf).await);
+        }
+        let in_sync = if tls.is_some() {
+            "the replica in sync over TLS"
+        } else {
+            "the replica in sync"
+        };
+        wait_for(deadline, in_sync, || {
+            replica
+                .try_cmd(&["INFO", "replication"])
+                .is_some_and(|i| i.contains("master_link_status:up"))
+        })
+        .await;
+        for s in &sentinels {
+            wait_for(
+                deadline,
+                "each sentinel to know the replica and the others",
+                || {
+                    let replicas = s
+                        .try_cmd(&["SENTINEL", "replicas", "mymaster"])
+                        .unwrap_or_default();
+                    let others = s
+                        .try_cmd(&["SENTINEL", "sentinels", "mymaster"])
+                        .unwrap_or_default();
+                    replicas.contains("master-link-status\nok")
+                        && others.lines().filter(|l| *l == "name").count() == 2
+                },
+            )
+            .await;
+        }
+        SentinelTopology {
+            nodes: vec![master, replica],
+            sentinels,
+            password: password.to_owned(),
+            tls: tls.is_some(),
+        }
+    }
+
+    /// The master's port as the first sentinel that answers names it.
+    pub fn master_port(&self) -> Option<u16> {
+        self.sentinels.iter().find_map(|s| {
+            let out = s.try_cmd(&["SENTINEL", "get-master-addr-by-name", "mymaster"])?;
+            out.lines().nth(1)?.trim().parse().ok()
+        })
+    }
+
+    /// Waits until the sentinels name `port` as the master (polling every
+    /// 20 ms); how long it took. Panics after `deadline`.
+    pub async fn wait_master(&self, port: u16, deadline: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            if self.master_port() == Some(port) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "the sentinels never switched to {port}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `SENTINEL FAILOVER mymaster` on the first sentinel: a switch with
+    /// the old master still up; panics unless it answers OK.
+    pub fn failover(&self) {
+        assert_eq!(
+            self.sentinels[0].cmd(&["SENTINEL", "FAILOVER", "mymaster"]),
+            "OK"
+        );
+    }
+
+    /// The data node on `port`.
+    pub fn node(&self, port: u16) -> &RedisProc {
+        self.nodes.iter().find(|n| n.port == port).unwrap()
+    }
+
+    /// The data node on `port`, to kill it.
+    pub fn node_mut(&mut self, port: u16) -> &mut RedisProc {
+        self.nodes.iter_mut().find(|n| n.port == port).unwrap()
+    }
+
+    /// authgate's URL for it: `redis+sentinel://` (`rediss+sentinel://`
+    /// with TLS) with the data nodes' password, every sentinel, `mymaster`,
+    /// database 0.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect();
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!(
+            "{scheme}+sentinel://:{}@{}/mymaster/0",
+            self.password,
+            hosts.join(",")
+        )
+    }
+}
+
+/// A cluster of `masters` masters with `replicas` replicas each
+/// (`redis-cli --cluster create … --cluster-replicas N`), TLS-only with
+/// `tls-cluster yes` when `tls` is given; `node_timeout_ms` is
+/// `cluster-node-timeout`, how long a dead master goes unnoticed before its
+/// replica takes over. Returns once every node reports `cluster_state:ok`,
+/// panicking after `deadline`.
+pub async fn start_cluster(
+    masters: usize,
+    replicas: usize,
+    node_timeout_ms: u32,
+    tls: Option<&Tls>,
+    deadline: Duration,
+) -> Vec<RedisProc> {
+    let mut conf = vec![
+        "cluster-enabled yes".to_owned(),
+        "cluster-config-file nodes.conf".to_owned(),
+        format!("cluster-node-timeout {node_timeout_ms}"),
+    ];
+    if tls.is_some() {
+        conf.push("tls-cluster yes".to_owned());
+    }
+    let mut nodes = Vec::new();
+    for _ in 0..masters * (1 + replicas) {
+        nodes.push(match tls {
+            Some(tls) => RedisProc::server_tls(&conf, tls).await,
+            None => RedisProc::server(&conf).await,
+        });
+    }
+    let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
+    args.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)));
+    if replicas > 0 {
+        args.extend(["--cluster-replicas".into(), replicas.to_string()]);
+    }
+    args.push("--cluster-yes".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    nodes[0].cmd(&args);
+    for n in &nodes {
+        wait_for(deadline, "cluster_state:ok on every node", || {
+            n.try_cmd(&["CLUSTER", "INFO"])
+                .is_some_and(|i| i.contains("cluster_state:ok"))
+        })
+        .await;
+    }
+    // Every replica in sync with its master: authgate waits for a replica
+    // on every write to a master that has one, so a cluster still syncing
+    // answers 503 on logins until then.
+    for n in &nodes {
+        wait_for(deadline, "every replica linked to its master", || {
+            n.try_cmd(&["INFO", "replication"])
+                .is_some_and(|i| !i.contains("role:slave") || i.contains("master_link_status:up"))
+        })
+        .await;
+    }
+    nodes
+}
+
+/// Asserts that `spread` (session keys per node) adds up to `sessions` and
+/// that more than one node holds some: the keys' slots spread them.
+/// `per` names the nodes counted in the message ("node", "master").
+pub fn assert_spread(spread: &[usize], sessions: usize, per: &str) {
+    assert_eq!(
+        spread.iter().sum::<usize>(),
+        sessions,
+        "sessions per {per}: {spread:?}"
+    );
+    assert!(
+        spread.iter().filter(|n| **n > 0).count() >= 2,
+        "sessions all on one node: {spread:?}"
+    );
 }

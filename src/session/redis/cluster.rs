@@ -21,45 +21,94 @@ use super::topology::Conn;
 use super::{written_marker, Live, RedisError, RedisStore, WAIT_TIMEOUT_MS};
 use crate::telemetry::trace::{self, within};
 
-/// How often a cluster is probed (`CLUSTER SLOTS`): the longest a changed
+/// How often a cluster is probed (`CLUSTER NODES`): the longest a changed
 /// replica set goes unnoticed for the choice to `WAIT`.
 pub(super) const CLUSTER_PROBE_INTERVAL: std::time::Duration =
     std::time::Duration::from_millis(500);
+/// How long probes must keep showing fewer slots with a replica before
+/// writes to those slots stop waiting for one (see `settle_view`).
+const NARROW_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 /// Hash slots in a Redis Cluster.
 const SLOTS: usize = 16384;
 
-/// The slots whose master has at least one replica up, as `CLUSTER SLOTS`
-/// last listed them (Redis leaves failed replicas and replicas that never
-/// synced out of that list, so a master whose replica died writes without
-/// waiting instead of failing every write). Empty outside a cluster.
+/// The slots whose master has at least one replica the cluster has not
+/// marked failed, as `CLUSTER NODES` last listed them (so a master whose
+/// replica died writes without waiting instead of failing every write).
+/// Empty outside a cluster.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub(super) struct ReplicatedSlots(Vec<u64>);
 
 impl ReplicatedSlots {
-    /// From a `CLUSTER SLOTS` reply (RESP2 or RESP3): each entry is
-    /// `[first slot, last slot, master, replica…]`. None when the reply
-    /// has another shape.
-    pub(super) fn parse(reply: &Value) -> Option<Self> {
-        let Value::Array(ranges) = reply else {
-            return None;
-        };
+    /// From a `CLUSTER NODES` reply: one line per node, `id addr flags
+    /// master-id ping pong epoch link slot…` (Redis Cluster specification).
+    /// A master's slots count when at least one replica names it as its
+    /// master and is not marked `fail` by the cluster. A replica that is
+    /// only late (`fail?`), resyncing or just reconnected still counts
+    /// (`CLUSTER SLOTS` leaves out a replica reporting offset 0, and a write
+    /// made without `WAIT` then is lost if the master dies before the
+    /// replica caught up). None when a line has another shape.
+    pub(super) fn from_cluster_nodes(reply: &str) -> Option<Self> {
+        let mut replicated_masters: Vec<&str> = Vec::new();
+        let mut masters: Vec<(&str, Vec<&str>)> = Vec::new();
+        for line in reply.lines().filter(|l| !l.trim().is_empty()) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (id, flags, master) = (*fields.first()?, *fields.get(2)?, *fields.get(3)?);
+            let flags: Vec<&str> = flags.split(',').collect();
+            if flags.contains(&"slave") {
+                if !flags.contains(&"fail") && !flags.contains(&"noaddr") && master != "-" {
+                    replicated_masters.push(master);
+                }
+            } else if flags.contains(&"master") {
+                masters.push((id, fields.get(8..).unwrap_or_default().to_vec()));
+            }
+        }
         let mut bits = vec![0u64; SLOTS / 64];
-        for range in ranges {
-            let Value::Array(fields) = range else {
-                return None;
-            };
-            let bound = |i: usize| -> Option<usize> {
-                let n: i64 = redis::from_redis_value(fields.get(i)?).ok()?;
-                usize::try_from(n).ok().filter(|n| *n < SLOTS)
-            };
-            let (first, last) = (bound(0)?, bound(1)?);
-            if fields.len() > 3 {
+        for (id, ranges) in masters {
+            if !replicated_masters.contains(&id) {
+                continue;
+            }
+            // `[slot->-id]` / `[slot-<-id]` mark a slot migrating or
+            // importing; the slot itself is in the owner's plain ranges.
+            for range in ranges.into_iter().filter(|r| !r.starts_with('[')) {
+                let (first, last) = match range.split_once('-') {
+                    Some((a, b)) => (a.parse::<usize>().ok()?, b.parse::<usize>().ok()?),
+                    None => {
+                        let one = range.parse::<usize>().ok()?;
+                        (one, one)
+                    }
+                };
+                if first > last || last >= SLOTS {
+                    return None;
+                }
                 for slot in first..=last {
                     bits[slot / 64] |= 1 << (slot % 64);
                 }
             }
         }
         Some(ReplicatedSlots(bits))
+    }
+
+    /// Whether every slot covered here is covered by `other` too.
+    pub(super) fn within(&self, other: &ReplicatedSlots) -> bool {
+        self.0.iter().enumerate().all(|(i, w)| {
+            let o = other.0.get(i).copied().unwrap_or(0);
+            w & !o == 0
+        })
+    }
+
+    /// The slots covered by either view.
+    pub(super) fn union(&self, other: &ReplicatedSlots) -> ReplicatedSlots {
+        let len = self.0.len().max(other.0.len());
+        ReplicatedSlots(
+            (0..len)
+                .map(|i| self.0.get(i).copied().unwrap_or(0) | other.0.get(i).copied().unwrap_or(0))
+                .collect(),
+        )
+    }
+
+    /// How many slots' writes wait for a replica.
+    pub(super) fn count(&self) -> u32 {
+        self.0.iter().map(|w| w.count_ones()).sum()
     }
 
     /// Whether a write to `key` must reach a replica.
@@ -89,11 +138,11 @@ pub(super) fn key_slot(key: &[u8]) -> u16 {
 
 /// Which slots' masters have replicas, asked of one node of the cluster.
 async fn replicated_slots(conn: &Conn) -> redis::RedisResult<ReplicatedSlots> {
-    let reply: Value = conn.cmd(redis::cmd("CLUSTER").arg("SLOTS")).await?;
-    ReplicatedSlots::parse(&reply).ok_or_else(|| {
+    let reply: String = conn.cmd(redis::cmd("CLUSTER").arg("NODES")).await?;
+    ReplicatedSlots::from_cluster_nodes(&reply).ok_or_else(|| {
         redis::RedisError::from((
             redis::ErrorKind::ParseError,
-            "unexpected CLUSTER SLOTS reply",
+            "unexpected CLUSTER NODES reply",
         ))
     })
 }
@@ -106,7 +155,12 @@ impl RedisStore {
         if let Some(live) = self.live.load_full() {
             match replicated_slots(&live.conn).await {
                 Ok(view) => {
+                    let view = self.settle_view(view, &live.replicated);
                     if view != live.replicated {
+                        tracing::info!(
+                            slots = view.count(),
+                            "redis cluster: slots whose writes wait for a replica changed"
+                        );
                         self.set(Some(Live {
                             conn: live.conn.clone(),
                             master: None,
@@ -181,6 +235,38 @@ impl RedisStore {
         Ok(replies)
     }
 
+    /// The view to use given a freshly probed one: more covered slots
+    /// apply at once; fewer only once probes have given that same view for
+    /// [`NARROW_AFTER`]. While a failover is being announced, or a replica
+    /// reconnects, a node's view can list a master with no replica (the
+    /// old master not yet following): a write
+    /// made then without `WAIT` is lost if that master dies before its
+    /// replica caught up (measured by `tests/redis_cluster.rs`). Until then the
+    /// wider view stays, and a write with no replica to confirm it is a 503
+    /// (fail closed) for at most that long after a replica really left.
+    fn settle_view(&self, probed: ReplicatedSlots, current: &ReplicatedSlots) -> ReplicatedSlots {
+        let mut narrowing = self.narrowing.lock();
+        if probed.within(current) && probed != *current {
+            match narrowing.as_ref() {
+                Some((seen, since)) if *seen == probed => {
+                    if since.elapsed() >= NARROW_AFTER {
+                        *narrowing = None;
+                        return probed;
+                    }
+                }
+                _ => *narrowing = Some((probed.clone(), std::time::Instant::now())),
+            }
+            return current.clone();
+        }
+        *narrowing = None;
+        if current.within(&probed) {
+            probed
+        } else {
+            // Some slots gained, some lost: gain now, lose later.
+            current.union(&probed)
+        }
+    }
+
     /// `DEL key` on any topology: how many keys it removed. On a cluster,
     /// confirmed by a replica like every cluster write; elsewhere the
     /// caller's [`RedisStore::confirm`] covers it.
@@ -224,28 +310,21 @@ mod tests {
         assert_eq!(key_slot(b"foo{bar}{zap}"), key_slot(b"bar"));
     }
 
-    fn node(port: i64) -> Value {
-        Value::Array(vec![
-            Value::BulkString(b"127.0.0.1".to_vec()),
-            Value::Int(port),
-            Value::BulkString(b"id".to_vec()),
-        ])
-    }
-
-    fn range(first: i64, last: i64, nodes: usize) -> Value {
-        let mut fields = vec![Value::Int(first), Value::Int(last)];
-        fields.extend((0..nodes).map(|i| node(7000 + i as i64)));
-        Value::Array(fields)
-    }
+    /// A `CLUSTER NODES` reply: masters a (0-5460), b (5461-10922, its
+    /// replica failed), c (10923-16383, with a slot migrating), and the
+    /// replicas of a (one late, `fail?`) and c.
+    const NODES: &str = "\
+a 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+b 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-10922
+c 127.0.0.1:7002@17002 master - 0 0 3 connected 10923-16382 16383 [16383->-a]
+d 127.0.0.1:7003@17003 slave,fail? a 0 0 1 connected
+e 127.0.0.1:7004@17004 slave,fail b 0 0 2 disconnected
+f 127.0.0.1:7005@17005 slave c 0 0 3 connected
+";
 
     #[test]
-    fn only_slots_of_masters_with_a_replica_wait() {
-        let view = ReplicatedSlots::parse(&Value::Array(vec![
-            range(0, 5460, 2),
-            range(5461, 10922, 1),
-            range(10923, 16383, 3),
-        ]))
-        .unwrap();
+    fn only_slots_of_masters_with_a_replica_not_failed_wait() {
+        let view = ReplicatedSlots::from_cluster_nodes(NODES).unwrap();
         let in_slot = |slot: u16| {
             (0u32..)
                 .map(|i| format!("k{i}"))
@@ -257,8 +336,19 @@ mod tests {
         assert!(!view.covers(&in_slot(5461)));
         assert!(!view.covers(&in_slot(10922)));
         assert!(view.covers(&in_slot(16383)));
+        assert!(view.covers(&in_slot(16382)));
         assert!(!ReplicatedSlots::default().covers("k0"));
-        assert!(ReplicatedSlots::parse(&Value::Int(1)).is_none());
-        assert!(ReplicatedSlots::parse(&Value::Array(vec![range(0, 16384, 2)])).is_none());
+        assert_eq!(view.count(), 5461 + 5461);
+        // Once a's replica is marked failed too, a's slots no longer wait;
+        // that view lies within this one, and their union is this one.
+        let failed = NODES.replace("slave,fail? a", "slave,fail a");
+        let narrower = ReplicatedSlots::from_cluster_nodes(&failed).unwrap();
+        assert!(!narrower.covers(&in_slot(0)));
+        assert!(narrower.covers(&in_slot(16383)));
+        assert!(narrower.within(&view) && !view.within(&narrower));
+        assert!(narrower.union(&view) == view && view.union(&narrower) == view);
+        assert!(ReplicatedSlots::from_cluster_nodes("a b").is_none());
+        let beyond = NODES.replace("10923-16382", "10923-16384");
+        assert!(ReplicatedSlots::from_cluster_nodes(&beyond).is_none());
     }
 }

@@ -88,6 +88,9 @@ pub struct RedisStore {
     /// Asks the prober for an early probe.
     wake: tokio::sync::Notify,
     metrics: Metrics,
+    /// Cluster: a probed view that covers fewer slots than the one in use,
+    /// and since when probes keep giving it (see `RedisStore::settle_view`).
+    narrowing: parking_lot::Mutex<Option<(ReplicatedSlots, std::time::Instant)>>,
 }
 
 impl RedisStore {
@@ -104,6 +107,7 @@ impl RedisStore {
             live: ArcSwapOption::empty(),
             wake: tokio::sync::Notify::new(),
             metrics,
+            narrowing: parking_lot::Mutex::new(None),
         })
     }
 
