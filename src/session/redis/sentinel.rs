@@ -20,7 +20,7 @@ use crate::domain::Secret;
 pub(super) struct MasterView {
     /// The master's announced address.
     pub(super) addr: (String, u16),
-    /// Replicas the sentinels see up and linked to that master: a write
+    /// Replicas the sentinels see up and following that master: a write
     /// the master acknowledged is only safe once one of them has it
     /// (`WAIT`), since one of them is what a failover promotes.
     pub(super) healthy_replicas: usize,
@@ -179,17 +179,19 @@ impl Sentinels {
     }
 }
 
-/// Whether a `SENTINEL replicas` entry is up and replicating from
-/// `host:port` right now. An old master that sentinels listed as a replica
-/// but that has not been reconfigured yet reports no link, so it is not
-/// counted (a `WAIT` for it would fail every write until it resyncs).
+/// Whether a `SENTINEL replicas` entry is up and set to replicate from
+/// `host:port`. Its replication link may be down for a moment (a replica
+/// reconnecting, an old master resyncing after a failover): it still
+/// counts, since a failover could promote it, and a write it has not
+/// confirmed within `WAIT`'s timeout is a 503 (fail closed) rather than an
+/// acknowledgement it could lose. An old master that has not been
+/// reconfigured yet names no master (or another one) and does not count.
 fn replica_follows(r: &std::collections::HashMap<String, String>, host: &str, port: u16) -> bool {
     let flags = r.get("flags").map(String::as_str).unwrap_or("");
     let down = flags
         .split(',')
         .any(|f| matches!(f, "s_down" | "o_down" | "disconnected"));
     !down
-        && r.get("master-link-status").map(String::as_str) == Some("ok")
         && r.get("master-host").map(String::as_str) == Some(host)
         && r.get("master-port").and_then(|p| p.parse::<u16>().ok()) == Some(port)
 }
@@ -210,7 +212,7 @@ mod tests {
     }
 
     #[test]
-    fn only_linked_live_replicas_of_this_master_count() {
+    fn only_live_replicas_of_this_master_count_linked_or_reconnecting() {
         let ok = [
             ("flags", "slave"),
             ("master-link-status", "ok"),
@@ -222,8 +224,12 @@ mod tests {
         let mut down = ok;
         down[0] = ("flags", "s_down,slave");
         assert!(!replica_follows(&entry(&down), "10.0.0.1", 6379));
+        // Reconnecting: still a replica a failover could promote.
         let mut unlinked = ok;
         unlinked[1] = ("master-link-status", "err");
-        assert!(!replica_follows(&entry(&unlinked), "10.0.0.1", 6379));
+        assert!(replica_follows(&entry(&unlinked), "10.0.0.1", 6379));
+        let mut disconnected = ok;
+        disconnected[0] = ("flags", "slave,disconnected");
+        assert!(!replica_follows(&entry(&disconnected), "10.0.0.1", 6379));
     }
 }
