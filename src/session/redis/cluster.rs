@@ -227,7 +227,7 @@ impl RedisStore {
                 .unwrap_or(0);
             if acked < 1 {
                 // The replica may be gone (a failover under way): re-read
-                // the slot map now.
+                // the cluster's nodes now.
                 self.wake.notify_one();
                 return Err(RedisError::NotReplicated);
             }
@@ -238,12 +238,12 @@ impl RedisStore {
     /// The view to use given a freshly probed one: more covered slots
     /// apply at once; fewer only once probes have given that same view for
     /// [`NARROW_AFTER`]. While a failover is being announced, or a replica
-    /// reconnects, a node's view can list a master with no replica (the
-    /// old master not yet following): a write
-    /// made then without `WAIT` is lost if that master dies before its
-    /// replica caught up (measured by `tests/redis_cluster.rs`). Until then the
-    /// wider view stays, and a write with no replica to confirm it is a 503
-    /// (fail closed) for at most that long after a replica really left.
+    /// reconnects, a node's view can list a master with no replica (the old
+    /// master not yet following): a write made then without `WAIT` is lost
+    /// if that master dies before its replica caught up (measured by
+    /// `tests/redis_cluster.rs`). Until then the wider view stays, and a
+    /// write with no replica to confirm it is a 503 (fail closed) for at
+    /// most that long after a replica really left.
     fn settle_view(&self, probed: ReplicatedSlots, current: &ReplicatedSlots) -> ReplicatedSlots {
         let mut narrowing = self.narrowing.lock();
         if probed.within(current) && probed != *current {
