@@ -53,15 +53,19 @@ pub struct Note {
 }
 
 /// Runs `fut` collecting a [`Note`] when `on`; without `on` it just runs it.
+///
+/// The noting path is boxed: Pingora copies every request's filter future
+/// into a box of its own, so a future kept inline here would make every
+/// request pay for a log that is off (the default).
 pub async fn scope<F: Future>(on: bool, fut: F) -> (F::Output, Option<Note>) {
     if !on {
         return (fut.await, None);
     }
-    NOTE.scope(RefCell::new(Note::default()), async {
+    Box::pin(NOTE.scope(RefCell::new(Note::default()), async {
         let out = fut.await;
         let note = NOTE.try_with(|n| n.take()).unwrap_or_default();
         (out, Some(note))
-    })
+    }))
     .await
 }
 

@@ -20,7 +20,7 @@ use pingora::listeners::tls::TlsSettings;
 use pingora::protocols::http::ServerSession;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownWatch};
-use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::background::{background_service, BackgroundService, GenBackgroundService};
 use pingora::services::listening::Service;
 use pingora::services::{ServiceHandle, ServiceReadyNotifier};
 
@@ -175,26 +175,37 @@ pub fn build_with(cfg: Config, opts: &RunOptions) -> anyhow::Result<(Server, Gat
             "authgate metrics".to_owned(),
             Counted::new(HeadDeadline::new(MetricsApp(metrics.clone())), &open),
         );
+        // Scrapes are rare: one worker thread, not `server.threads`.
+        svc.threads = Some(1);
         svc.add_tcp(&addr.to_string());
         after_bootstrap(server.add_service(svc));
     }
-    server.add_service(background_service(
+    server.add_service(one_thread(background_service(
         "authgate upkeep",
         Upkeep(handle.clone()),
-    ));
-    server.add_service(background_service(
+    )));
+    server.add_service(one_thread(background_service(
         "authgate drain",
         Drain {
             gate: handle.clone(),
             open,
             grace: cfg.server.shutdown_grace,
         },
-    ));
+    )));
     if let Some(path) = &opts.config_path {
         let reloader = Reloader::new(handle.clone(), path.clone(), reload_metrics).with_tls(certs);
-        server.add_service(background_service("authgate reload", reloader));
+        server.add_service(one_thread(background_service("authgate reload", reloader)));
     }
     Ok((server, handle))
+}
+
+/// A background service on a runtime of one worker thread: Pingora gives
+/// every service its own runtime of `server.threads` workers, and upkeep,
+/// drain and reload wait on timers and signals (each idle worker still
+/// costs its stack and allocator cache: resident memory).
+fn one_thread<S>(mut svc: GenBackgroundService<S>) -> GenBackgroundService<S> {
+    svc.threads = Some(1);
+    svc
 }
 
 /// Builds every service from `cfg` and serves until `SIGTERM` (drain),

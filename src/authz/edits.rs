@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::headers::IdentityValue;
 use super::Grant;
 use crate::gate::Gate;
 use crate::session::cookies::{strip_own_cookie_lines, CookieEdit};
@@ -15,7 +16,7 @@ use crate::session::cookies::{strip_own_cookie_lines, CookieEdit};
 #[derive(Debug)]
 pub struct UpstreamEdits {
     /// Identity headers to set, replacing any value the client sent.
-    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub set: Vec<IdentityValue>,
     /// Every protected name the request carries, in any case or `_`
     /// spelling (`X_Forwarded_User`): the client's claims of identity.
     pub spoofed: Vec<HeaderName>,
@@ -62,7 +63,7 @@ impl UpstreamEdits {
     /// `cookie` when the rewrite leaves no cookie. A name that is set is
     /// never listed, or Envoy would remove what it just set.
     pub fn removals_after_set(&self) -> Vec<&str> {
-        let is_set = |n: &str| self.set.iter().any(|(s, _)| s.as_str() == n);
+        let is_set = |n: &str| self.set.iter().any(|s| s.name.as_str() == n);
         let mut out: Vec<&str> = Vec::new();
         for name in self.identity_names.iter().chain(self.spoofed.iter()) {
             let name = name.as_str();
@@ -82,7 +83,11 @@ impl UpstreamEdits {
     /// then the rewritten `Cookie`, its lines joined into one (Envoy sets a
     /// single value), when it changed and is not empty.
     pub fn sets_with_cookie(&self) -> Vec<(HeaderName, HeaderValue)> {
-        let mut out = self.set.clone();
+        let mut out: Vec<(HeaderName, HeaderValue)> = self
+            .set
+            .iter()
+            .map(|s| (s.name.clone(), s.value.clone()))
+            .collect();
         if let Some(joined) = self.cookie.joined() {
             out.push((http::header::COOKIE, joined));
         }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 
 use super::Grant;
@@ -12,15 +13,31 @@ use crate::config::{Headers, IdentityClaim};
 /// The header `pass_access_token` sends the access token in.
 pub const ACCESS_TOKEN: HeaderName = HeaderName::from_static("x-forwarded-access-token");
 
+/// One identity header an allow sets upstream.
+#[derive(Debug, Clone)]
+pub struct IdentityValue {
+    /// The header's name.
+    pub name: HeaderName,
+    /// The same name as shared bytes, built once with the policy: Pingora's
+    /// case-keeping header map takes a name as bytes, and a `HeaderName`
+    /// would be copied into fresh bytes on every request.
+    pub wire: Bytes,
+    /// The value.
+    pub value: HeaderValue,
+}
+
 /// The identity header policy built once from `headers` in the config.
 pub struct IdentityHeaders {
     cfg: Headers,
+    /// `cfg.identity`'s names as bytes, in the same order (see
+    /// [`IdentityValue::wire`]).
+    wire: Vec<Bytes>,
     /// Lower-case, `-`-separated spellings of every protected name.
     protected: Vec<String>,
     /// Every name [`IdentityHeaders::values`] may set, in order.
     all: Arc<[HeaderName]>,
-    /// `assertion.header`, when the signed assertion is on.
-    assertion: Option<HeaderName>,
+    /// `assertion.header`, when the signed assertion is on, and its bytes.
+    assertion: Option<(HeaderName, Bytes)>,
 }
 
 /// `X_Forwarded_User` and `x-forwarded-user` are the same header to many
@@ -72,6 +89,11 @@ impl IdentityHeaders {
         all.dedup();
         IdentityHeaders {
             cfg: cfg.clone(),
+            wire: cfg
+                .identity
+                .iter()
+                .map(|h| Bytes::copy_from_slice(h.name.as_str().as_bytes()))
+                .collect(),
             protected,
             all: all.into(),
             assertion: None,
@@ -92,7 +114,8 @@ impl IdentityHeaders {
                 all.push(name.clone());
             }
             self.all = all.into();
-            self.assertion = Some(name.clone());
+            let wire = Bytes::copy_from_slice(name.as_str().as_bytes());
+            self.assertion = Some((name.clone(), wire));
         }
         self
     }
@@ -109,14 +132,14 @@ impl IdentityHeaders {
 
     /// Headers to send upstream for this grant. Empty values are not sent
     /// (and ext_authz lists them for removal instead).
-    pub fn values(&self, grant: &Grant) -> Vec<(HeaderName, HeaderValue)> {
+    pub fn values(&self, grant: &Grant) -> Vec<IdentityValue> {
         let mut out = Vec::with_capacity(self.cfg.identity.len() + 3);
         let id = &grant.identity;
         // Each field's value is built once and shared (a `HeaderValue` clone
         // is a reference count): the default set sends every field twice,
         // as `X-Auth-Request-*` and as `X-Forwarded-*`.
         let mut built: [Option<Option<HeaderValue>>; 4] = [None, None, None, None];
-        for h in &self.cfg.identity {
+        for (h, wire) in self.cfg.identity.iter().zip(&self.wire) {
             let (slot, bytes): (usize, fn(&crate::domain::Identity) -> Option<HeaderValue>) =
                 match h.claim {
                     IdentityClaim::User => {
@@ -135,8 +158,12 @@ impl IdentityHeaders {
                     }),
                 };
             let value = built[slot].get_or_insert_with(|| bytes(id)).clone();
-            if let Some(v) = value.filter(|v| !v.is_empty()) {
-                out.push((h.name.clone(), v));
+            if let Some(value) = value.filter(|v| !v.is_empty()) {
+                out.push(IdentityValue {
+                    name: h.name.clone(),
+                    wire: wire.clone(),
+                    value,
+                });
             }
         }
         if self.cfg.pass_authorization {
@@ -146,7 +173,11 @@ impl IdentityHeaders {
                 .map(|t| &**t.expose())
                 .and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok())
             {
-                out.push((http::header::AUTHORIZATION, v));
+                out.push(IdentityValue {
+                    name: http::header::AUTHORIZATION,
+                    wire: Bytes::from_static(b"authorization"),
+                    value: v,
+                });
             }
         }
         if self.cfg.pass_access_token {
@@ -156,11 +187,19 @@ impl IdentityHeaders {
                 .map(|t| &**t.expose())
                 .and_then(|t| HeaderValue::from_str(t).ok())
             {
-                out.push((ACCESS_TOKEN, v));
+                out.push(IdentityValue {
+                    name: ACCESS_TOKEN,
+                    wire: Bytes::from_static(b"x-forwarded-access-token"),
+                    value: v,
+                });
             }
         }
-        if let (Some(name), Some(v)) = (&self.assertion, &grant.assertion) {
-            out.push((name.clone(), v.clone()));
+        if let (Some((name, wire)), Some(v)) = (&self.assertion, &grant.assertion) {
+            out.push(IdentityValue {
+                name: name.clone(),
+                wire: wire.clone(),
+                value: v.clone(),
+            });
         }
         out
     }

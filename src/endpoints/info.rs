@@ -33,7 +33,12 @@ impl Gate {
                 }
                 grant.assertion = self.assertion_for(&grant, req.host);
                 let mut r = Reply::new(StatusCode::ACCEPTED, Outcome::Allowed);
-                r.headers.extend(self.headers.values(&grant));
+                r.headers.extend(
+                    self.headers
+                        .values(&grant)
+                        .into_iter()
+                        .map(|h| (h.name, h.value)),
+                );
                 append_cookies(&mut r, grant.set_cookies);
                 r
             }
