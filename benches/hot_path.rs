@@ -38,7 +38,8 @@ fn session() -> Session {
             email: "alice@example.com".into(),
             preferred_username: "alice".into(),
             groups: vec!["admins".into(), "devs".into()],
-        },
+        }
+        .into(),
         sub: "alice".into(),
         sid: Some("sid-1".into()),
         id_token: Some(token.clone().into()),

@@ -238,7 +238,7 @@ impl Gate {
                         let login = provider.refresh(&token).await?;
                         let now = crate::clock::unix_now();
                         Ok(Session {
-                            identity: login.identity,
+                            identity: Arc::new(login.identity),
                             sub: if login.sub.is_empty() {
                                 old.sub
                             } else {

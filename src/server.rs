@@ -201,8 +201,7 @@ pub fn build_with(cfg: Config, opts: &RunOptions) -> anyhow::Result<(Server, Gat
 
 /// A background service on a runtime of one worker thread: Pingora gives
 /// every service its own runtime of `server.threads` workers, and upkeep,
-/// drain and reload wait on timers and signals (each idle worker still
-/// costs its stack and allocator cache: resident memory).
+/// drain and reload only wait on timers, sockets and signals.
 fn one_thread<S>(mut svc: GenBackgroundService<S>) -> GenBackgroundService<S> {
     svc.threads = Some(1);
     svc

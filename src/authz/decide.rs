@@ -244,7 +244,7 @@ impl Gate {
             sub: Arc::from(session.sub),
             claims: session.claims.map(|c| Arc::new(c.into_inner())),
             assertion: None,
-            identity: Arc::new(session.identity),
+            identity: session.identity,
             id_token: session
                 .id_token
                 .filter(|_| h.pass_authorization)

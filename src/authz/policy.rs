@@ -622,7 +622,8 @@ mod tests {
                     email: "alice@example.com".into(),
                     preferred_username: "alice".into(),
                     groups: vec!["/admins".into(), "/platform-team".into()],
-                },
+                }
+                .into(),
                 sub: "f3a1c9d2-7b4e-4a61-9c0d-2e5f8a7b6c41".into(),
                 sid: Some("0f6e2c1a-9b8d-4e7f-a6c5-3d2b1e0f9a8c".into()),
                 id_token: Some(crate::domain::Secret::new(id_token.clone())),

@@ -437,7 +437,7 @@ impl Gate {
         }
         let now = unix_now();
         let session = Session {
-            identity: login.identity,
+            identity: std::sync::Arc::new(login.identity),
             sub: login.sub,
             sid: login.sid,
             id_token: login.id_token,

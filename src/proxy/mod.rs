@@ -52,11 +52,15 @@ pub struct Ctx {
     forwarded_trusted: bool,
     /// The decision log's note (`telemetry.access_log` on), and the
     /// upstream's address once one is picked.
-    log: Option<crate::access_log::Note>,
+    ///
+    /// This and `trace` are boxed: Pingora's per-request future holds the
+    /// context in several of its states and is copied whole into a box on
+    /// every request; both are off by default.
+    log: Option<Box<crate::access_log::Note>>,
     upstream_addr: String,
     /// The request's server span (`telemetry.otlp_endpoint` set), ended in
     /// `logging`; its `traceparent` replaces the client's upstream.
-    trace: Option<crate::telemetry::trace::RequestSpan>,
+    trace: Option<Box<crate::telemetry::trace::RequestSpan>>,
 }
 
 /// What `request_filter` does after the decision.
@@ -188,7 +192,8 @@ impl ProxyHttp for AuthProxy {
             req.method.as_str(),
             req.uri.path(),
             &req.headers,
-        );
+        )
+        .map(Box::new);
         // Tracing records the policy too, so it collects the note as well.
         let span = ctx.trace.as_ref().map(|t| t.span().clone());
         let noted = crate::access_log::scope(on || span.is_some(), self.step(session, ctx));
@@ -201,7 +206,7 @@ impl ProxyHttp for AuthProxy {
         if let Some(trace) = &ctx.trace {
             trace.noted(log.as_mut());
         }
-        ctx.log = log.filter(|_| on);
+        ctx.log = log.filter(|_| on).map(Box::new);
         let reply = match step {
             Step::Forward(upstream) => {
                 ctx.upstream = upstream;

@@ -10,6 +10,7 @@ pub mod redis;
 pub mod store;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -24,8 +25,9 @@ use crate::domain::{Identity, Secret};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     /// Who the user is, as the IdP's claims mapped it at login or refresh.
+    /// Shared: a cached session hands the same identity to every request.
     #[serde(rename = "i")]
-    pub identity: Identity,
+    pub identity: Arc<Identity>,
     /// The ID token's `sub` (kept across refreshes that omit it).
     #[serde(rename = "s")]
     pub sub: String,
@@ -86,7 +88,7 @@ impl Session {
                 .map(|t| Secret::new(t.0.into_owned()))
         };
         Ok(Session {
-            identity: v.identity,
+            identity: Arc::new(v.identity),
             sub: v.sub,
             sid: v.sid,
             id_token: keep(v.id_token, uses.id_token),
@@ -182,7 +184,8 @@ mod tests {
                 email: "alice@example.com".into(),
                 preferred_username: "alice".into(),
                 groups: vec!["admins".into()],
-            },
+            }
+            .into(),
             sub: "alice".into(),
             sid: Some("sid-1".into()),
             id_token: Some(Secret::new("id.token.\"escaped\"".into())),

@@ -152,7 +152,8 @@ mod tests {
                 email: String::new(),
                 preferred_username: String::new(),
                 groups: vec![],
-            },
+            }
+            .into(),
             sub: "alice".into(),
             sid: None,
             id_token: None,

@@ -204,7 +204,8 @@ impl Kit {
                 email: email.into(),
                 preferred_username: String::new(),
                 groups: groups.into_iter().map(String::from).collect(),
-            },
+            }
+            .into(),
             sub: user.into(),
             sid: None,
             id_token: None,
