@@ -160,6 +160,27 @@ async fn replicas_share_sessions_sign_outs_and_one_refresh_grant() {
             "logged-out cookie on a replica"
         );
     }
+
+    // Every replica serves a session it opened before from its opened-session
+    // cache; a deletion in Redis by anyone else (an operator's DEL) still
+    // ends it at the very next request on each.
+    let cookie = sign_in(b).await.header();
+    for _ in 0..3 {
+        for g in &f.gates {
+            assert_eq!(request(g, &cookie).await.0, 200);
+        }
+    }
+    let keys = redis.cmd(&["--scan", "--pattern", "authgate:session:*"]);
+    let keys: Vec<&str> = keys.lines().collect();
+    assert_eq!(keys.len(), 1, "one session stored: {keys:?}");
+    assert_eq!(redis.cmd(&["DEL", keys[0]]), "1");
+    for g in &f.gates {
+        assert_eq!(
+            request(g, &cookie).await.0,
+            302,
+            "a session deleted in Redis, on a replica that had it cached"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

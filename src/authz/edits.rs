@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::headers::IdentityValue;
+use super::headers::IdentitySet;
 use super::Grant;
 use crate::gate::Gate;
 use crate::session::cookies::{strip_own_cookie_lines, CookieEdit};
@@ -16,7 +16,7 @@ use crate::session::cookies::{strip_own_cookie_lines, CookieEdit};
 #[derive(Debug)]
 pub struct UpstreamEdits {
     /// Identity headers to set, replacing any value the client sent.
-    pub set: Vec<IdentityValue>,
+    pub set: IdentitySet,
     /// Every protected name the request carries, in any case or `_`
     /// spelling (`X_Forwarded_User`): the client's claims of identity.
     pub spoofed: Vec<HeaderName>,
@@ -37,7 +37,7 @@ impl Gate {
     pub fn upstream_edits(&self, grant: Option<Grant>, seen: &HeaderMap) -> UpstreamEdits {
         let (set, client_cookies) = match grant {
             Some(g) => (self.headers.values(&g), g.set_cookies),
-            None => (Vec::new(), Vec::new()),
+            None => (IdentitySet::empty(), Vec::new()),
         };
         let is_protected = |n: &&HeaderName| self.headers.is_protected(n.as_str());
         // Most requests carry none: look before allocating the list.

@@ -2,13 +2,20 @@
 //! could be mistaken for one of ours, whatever its case or `_`/`-` spelling)
 //! and which are set from a [`Grant`].
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
+use parking_lot::Mutex;
 
 use super::Grant;
 use crate::config::{Headers, IdentityClaim};
+use crate::domain::Identity;
+
+/// At most this many identities' built header values are remembered
+/// (each a few hundred bytes: about 2 MiB at most).
+const MAX_BUILT: usize = 4096;
 
 /// The header `pass_access_token` sends the access token in.
 pub const ACCESS_TOKEN: HeaderName = HeaderName::from_static("x-forwarded-access-token");
@@ -26,6 +33,40 @@ pub struct IdentityValue {
     pub value: HeaderValue,
 }
 
+/// The headers an allow sets: the identity's (built once per shared
+/// identity, see [`IdentityHeaders::values`]), then the grant's tokens and
+/// signed assertion.
+#[derive(Debug, Clone)]
+pub struct IdentitySet {
+    identity: Arc<[IdentityValue]>,
+    extra: Vec<IdentityValue>,
+}
+
+impl IdentitySet {
+    /// No header at all (a skip).
+    pub fn empty() -> Self {
+        IdentitySet {
+            identity: Arc::from(Vec::new()),
+            extra: Vec::new(),
+        }
+    }
+
+    /// Every header, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &IdentityValue> {
+        self.identity.iter().chain(&self.extra)
+    }
+
+    /// How many headers.
+    pub fn len(&self) -> usize {
+        self.identity.len() + self.extra.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The identity header policy built once from `headers` in the config.
 pub struct IdentityHeaders {
     cfg: Headers,
@@ -38,7 +79,14 @@ pub struct IdentityHeaders {
     all: Arc<[HeaderName]>,
     /// `assertion.header`, when the signed assertion is on, and its bytes.
     assertion: Option<(HeaderName, Bytes)>,
+    /// Values built before, by the address of a shared identity. The
+    /// `Weak` keeps that address from being reused by another identity
+    /// while the entry exists, and tells a live entry from a stale one.
+    built: Mutex<HashMap<usize, Built>>,
 }
+
+/// A shared identity's values, and the identity (see `built`).
+type Built = (Weak<Identity>, Arc<[IdentityValue]>);
 
 /// `X_Forwarded_User` and `x-forwarded-user` are the same header to many
 /// upstreams (nginx, WSGI, CGI): compare folded.
@@ -97,6 +145,7 @@ impl IdentityHeaders {
             protected,
             all: all.into(),
             assertion: None,
+            built: Mutex::default(),
         }
     }
 
@@ -132,9 +181,43 @@ impl IdentityHeaders {
 
     /// Headers to send upstream for this grant. Empty values are not sent
     /// (and ext_authz lists them for removal instead).
-    pub fn values(&self, grant: &Grant) -> Vec<IdentityValue> {
-        let mut out = Vec::with_capacity(self.cfg.identity.len() + 3);
-        let id = &grant.identity;
+    ///
+    /// An identity shared with a cache (an opened session, a verified
+    /// token: the same `Arc` for every request it serves) has its values
+    /// built once and handed out as shared references after that.
+    pub fn values(&self, grant: &Grant) -> IdentitySet {
+        let identity = if Arc::strong_count(&grant.identity) > 1 {
+            self.built_for(&grant.identity)
+        } else {
+            Arc::from(self.build(&grant.identity))
+        };
+        IdentitySet {
+            identity,
+            extra: self.grant_values(grant),
+        }
+    }
+
+    /// [`IdentityHeaders::build`] once per shared identity.
+    fn built_for(&self, id: &Arc<Identity>) -> Arc<[IdentityValue]> {
+        let key = Arc::as_ptr(id) as usize;
+        if let Some((_, values)) = self.built.lock().get(&key) {
+            return values.clone();
+        }
+        let values: Arc<[IdentityValue]> = Arc::from(self.build(id));
+        let mut built = self.built.lock();
+        if built.len() >= MAX_BUILT {
+            built.retain(|_, (w, _)| w.strong_count() > 0);
+            if built.len() >= MAX_BUILT {
+                built.clear();
+            }
+        }
+        built.insert(key, (Arc::downgrade(id), values.clone()));
+        values
+    }
+
+    /// The configured identity headers' values for `id`.
+    fn build(&self, id: &Identity) -> Vec<IdentityValue> {
+        let mut out = Vec::with_capacity(self.cfg.identity.len());
         // Each field's value is built once and shared (a `HeaderValue` clone
         // is a reference count): the default set sends every field twice,
         // as `X-Auth-Request-*` and as `X-Forwarded-*`.
@@ -166,6 +249,12 @@ impl IdentityHeaders {
                 });
             }
         }
+        out
+    }
+
+    /// The tokens (when passed) and the signed assertion.
+    fn grant_values(&self, grant: &Grant) -> Vec<IdentityValue> {
+        let mut out = Vec::new();
         if self.cfg.pass_authorization {
             if let Some(v) = grant
                 .id_token
@@ -213,6 +302,75 @@ impl IdentityHeaders {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn grant(identity: &Arc<Identity>) -> Grant {
+        Grant {
+            identity: identity.clone(),
+            id_token: None,
+            access_token: None,
+            set_cookies: Vec::new(),
+            sub: Arc::from(""),
+            claims: None,
+            assertion: None,
+        }
+    }
+
+    fn shown(set: &IdentitySet) -> Vec<(String, String)> {
+        set.iter()
+            .map(|h| {
+                assert_eq!(h.wire.as_ref(), h.name.as_str().as_bytes());
+                (h.name.to_string(), h.value.to_str().unwrap().to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_shared_identity_has_its_values_built_once_and_each_identity_its_own() {
+        let cfg = Headers {
+            pass_authorization: false,
+            pass_access_token: false,
+            identity: ["x-forwarded-user", "x-forwarded-groups"]
+                .into_iter()
+                .zip([IdentityClaim::User, IdentityClaim::Groups])
+                .map(|(n, claim)| crate::config::IdentityHeader {
+                    name: HeaderName::from_static(n),
+                    claim,
+                })
+                .collect(),
+        };
+        let h = IdentityHeaders::new(&cfg);
+        let who = |user: &str| {
+            Arc::new(Identity {
+                user: user.into(),
+                groups: vec![format!("{user}-team"), "all".into()],
+                ..Identity::default()
+            })
+        };
+        // Held by a cache as well: built once, then shared.
+        let alice = who("alice");
+        let cached = alice.clone();
+        let first = h.values(&grant(&alice));
+        let second = h.values(&grant(&alice));
+        assert!(Arc::ptr_eq(&first.identity, &second.identity));
+        let want = |user: &str| {
+            vec![
+                ("x-forwarded-user".to_owned(), user.to_owned()),
+                ("x-forwarded-groups".to_owned(), format!("{user}-team,all")),
+            ]
+        };
+        assert_eq!(shown(&second), want("alice"));
+        drop((first, second, alice, cached));
+        // Another shared identity gets its own values, whatever address
+        // it was given.
+        let bob = who("bob");
+        let _cached = bob.clone();
+        assert_eq!(shown(&h.values(&grant(&bob))), want("bob"));
+        assert_eq!(shown(&h.values(&grant(&bob))), want("bob"));
+        // One held by nobody else is built and not remembered.
+        let carol = grant(&who("carol"));
+        assert_eq!(shown(&h.values(&carol)), want("carol"));
+        assert_eq!(h.built.lock().len(), 2);
+    }
 
     #[test]
     fn underscore_and_case_variants_are_protected() {

@@ -36,8 +36,8 @@ impl Gate {
                 r.headers.extend(
                     self.headers
                         .values(&grant)
-                        .into_iter()
-                        .map(|h| (h.name, h.value)),
+                        .iter()
+                        .map(|h| (h.name.clone(), h.value.clone())),
                 );
                 append_cookies(&mut r, grant.set_cookies);
                 r

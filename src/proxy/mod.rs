@@ -267,7 +267,7 @@ impl ProxyHttp for AuthProxy {
                 upstream.remove_header(name);
             }
             apply_cookie_edit(&edits.cookie, upstream)?;
-            for h in &edits.set {
+            for h in edits.set.iter() {
                 upstream.insert_header(h.wire.clone(), h.value.clone())?;
             }
         }
@@ -519,6 +519,15 @@ mod tests {
             assert!(wire.contains("Host: a.example\r\n"), "{wire}");
             assert!(wire.contains("x-custom: 1\r\n"), "{wire}");
         }
+    }
+
+    /// Pingora's per-request future holds the context in several states and
+    /// is copied whole into a box on every request: what is off by default
+    /// (the access-log note, the trace span) stays boxed.
+    #[test]
+    fn the_proxy_context_stays_small() {
+        let size = std::mem::size_of::<Ctx>();
+        assert!(size <= 288, "Ctx is {size} bytes");
     }
 
     #[test]

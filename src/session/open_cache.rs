@@ -1,5 +1,6 @@
-//! A bounded cache of opened cookie sessions, keyed by the exact sealed
-//! cookie value, so a repeat request skips base64, AES-GCM and JSON.
+//! A bounded cache of opened sessions, keyed by the exact sealed value (the
+//! cookie, or the value read from Redis), so a repeat request skips base64,
+//! AES-GCM and JSON.
 //!
 //! Rules that keep it as safe as opening every time:
 //! - a hit needs the whole sealed value to be byte-for-byte the one opened
@@ -11,9 +12,10 @@
 //! - only values opened with the *current* key are inserted (a value opened
 //!   with a previous `cookie.secret` must be re-sealed, which the slow path
 //!   does); [`OpenCache::clear`] empties it when the key ring changes;
-//! - cookie sessions only: a Redis session is read from Redis on every
-//!   request, so a deletion or back-channel logout takes effect on the very
-//!   next one.
+//! - a Redis session is still read from Redis on every request, so a
+//!   deletion or back-channel logout takes effect on the very next one; the
+//!   cache only spares opening a value byte-for-byte the one opened before
+//!   under the same ticket id (the key is the id, then the value).
 //!
 //! Memory bound: at most [`MAX_ENTRIES`] entries and [`MAX_BYTES`] of sealed
 //! values (a session's decoded form is smaller than its sealed value), so

@@ -143,7 +143,7 @@ impl SessionStore {
         &self,
         jar: &CookieJar<'_>,
     ) -> Result<Option<(Session, Option<Ticket>)>, StoreError> {
-        self.load_with(jar, unix_now(), |json| {
+        self.load_with(jar, unix_now(), None, |json| {
             serde_json::from_slice::<Session>(json).ok()
         })
         .await
@@ -167,23 +167,28 @@ impl SessionStore {
             return Ok(Some((Session::clone(&hit), None)));
         }
         let found = self
-            .load_with(jar, now, |json| Session::decode_for(json, uses, now).ok())
+            .load_with(jar, now, Some(uses), |json| {
+                Session::decode_for(json, uses, now).ok()
+            })
             .await?;
         if let (Some(raw), Some((s, _))) = (raw.as_deref(), &found) {
-            // Served until a refresh falls due (then every token is needed).
-            let until = uses
-                .refresh
-                .map_or(s.expires_at, |d| s.refreshed_at.saturating_add(d.as_secs()));
-            self.open_cache
-                .insert(raw, std::sync::Arc::new(s.clone()), until, now);
+            self.open_cache.insert(
+                raw,
+                std::sync::Arc::new(s.clone()),
+                cache_until(s, uses),
+                now,
+            );
         }
         Ok(found)
     }
 
+    /// `cached`: the per-request path's token needs, when a Redis session
+    /// may come from the open cache (see [`SessionStore::fetch`]).
     async fn load_with(
         &self,
         jar: &CookieJar<'_>,
         now: u64,
+        cached: Option<TokenUse>,
         decode: impl FnOnce(&[u8]) -> Option<Session>,
     ) -> Result<Option<(Session, Option<Ticket>)>, StoreError> {
         let Some(raw) = chunks::read_session_cookie(&self.cookie.name, jar) else {
@@ -206,7 +211,10 @@ impl SessionStore {
                     self.metrics.session(SessionEvent::Invalid);
                     return Ok(None);
                 };
-                match self.fetch(&ticket, decode).await? {
+                match self
+                    .fetch(&ticket, cached.map(|u| (u, now)), decode)
+                    .await?
+                {
                     Some(s) => (s, Some(ticket)),
                     None => return Ok(None),
                 }
@@ -228,13 +236,25 @@ impl SessionStore {
     /// The session a Redis ticket points at, read again (after a refresh
     /// race with another replica, say). None when gone or undecodable.
     pub async fn reload(&self, ticket: &Ticket) -> Result<Option<Session>, StoreError> {
-        self.fetch(ticket, |json| serde_json::from_slice::<Session>(json).ok())
-            .await
+        self.fetch(ticket, None, |json| {
+            serde_json::from_slice::<Session>(json).ok()
+        })
+        .await
     }
 
+    /// The session `ticket` points at in Redis, read on every call, so a
+    /// deletion or back-channel logout takes effect on the very next one.
+    ///
+    /// With `cached` (the per-request path: its token needs and the time), a
+    /// value byte-for-byte the one opened before under the same id is served
+    /// from the open cache instead of being opened again (AES-GCM with the
+    /// ticket's key, then JSON). The cache key holds the id as well as the
+    /// value, so a value copied to another id still has to open with that
+    /// id's key.
     async fn fetch(
         &self,
         ticket: &Ticket,
+        cached: Option<(TokenUse, u64)>,
         decode: impl FnOnce(&[u8]) -> Option<Session>,
     ) -> Result<Option<Session>, StoreError> {
         let Some(redis) = &self.redis else {
@@ -243,12 +263,27 @@ impl SessionStore {
         let Some(sealed) = redis.get(&ticket.id).await? else {
             return Ok(None);
         };
+        let key = cached.map(|_| redis_cache_key(&ticket.id, &sealed));
+        if let (Some(key), Some((_, now))) = (&key, cached) {
+            if let Some(hit) = self.open_cache.get(key, now) {
+                return Ok(Some(Session::clone(&hit)));
+            }
+        }
         let session = SessionCodec::new(&ticket.key)
             .open(&ticket.id, &sealed)
             .ok()
             .and_then(|plain| decode(&plain));
-        if session.is_none() {
-            self.metrics.session(SessionEvent::Invalid);
+        match (&session, key, cached) {
+            (None, _, _) => self.metrics.session(SessionEvent::Invalid),
+            (Some(s), Some(key), Some((uses, now))) => {
+                self.open_cache.insert(
+                    &key,
+                    std::sync::Arc::new(s.clone()),
+                    cache_until(s, uses),
+                    now,
+                );
+            }
+            _ => {}
         }
         Ok(session)
     }
@@ -515,4 +550,24 @@ pub fn to_header_values(lines: Vec<String>) -> Vec<HeaderValue> {
         .into_iter()
         .filter_map(|l| HeaderValue::from_str(&l).ok())
         .collect()
+}
+
+/// How long an opened session may be served from the open cache: until a
+/// refresh falls due (then every token is needed), at most its expiry.
+fn cache_until(s: &Session, uses: TokenUse) -> u64 {
+    uses.refresh
+        .map_or(s.expires_at, |d| s.refreshed_at.saturating_add(d.as_secs()))
+}
+
+/// The open cache's key for a Redis session: the ticket id (hex), then the
+/// sealed value (its tail, the GCM tag, indexes the table).
+fn redis_cache_key(id: &[u8; 16], sealed: &str) -> String {
+    let mut key = String::with_capacity(33 + sealed.len());
+    for b in id {
+        key.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+        key.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+    }
+    key.push('.');
+    key.push_str(sealed);
+    key
 }
