@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::fleet::{login_retrying, sign_out_retrying, status as status_of, Load};
 use crate::support::*;
-use redis_servers::{assert_spread, start_cluster, wait_for, RedisProc};
+use redis_servers::{assert_spread, seed_list, start_cluster, wait_for, RedisProc};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -75,15 +75,11 @@ async fn sessions_spread_over_cluster_slots_and_logouts_end_exactly_theirs() {
     let mut cfg = GateConfig::new(idp.port(), &[("/", echo.port())]);
     // Any signed-in user (bob is not in `admins`).
     cfg.authorization = vec!["  email_domains: [\"*\"]".into()];
-    let seeds: Vec<String> = nodes
-        .iter()
-        .take(3)
-        .map(|n| format!("127.0.0.1:{}", n.port))
-        .collect();
+    let seeds = seed_list(&nodes[..3]);
     let yaml = format!(
         "{}headers:\n  pass_authorization: true\nsession:\n  store: redis\n  redis:\n    url: \"redis+cluster://{}\"\n",
         cfg.yaml(),
-        seeds.join(",")
+        seeds
     );
     let gate = Authgate::run_yaml(&cfg, &yaml).await;
 
@@ -234,14 +230,11 @@ async fn sessions_survive_cluster_failover_and_master_loss_and_sign_outs_stay_do
     let idp = TestServer::idp().await;
     let echo = TestServer::echo("app").await;
     let cfg = GateConfig::new(idp.port(), &[("/", echo.port())]);
-    let seeds: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.port))
-        .collect();
+    let seeds = seed_list(&nodes);
     let yaml = format!(
         "{}session:\n  store: redis\n  redis:\n    url: \"redis+cluster://{}\"\n",
         cfg.yaml(),
-        seeds.join(",")
+        seeds
     );
     let gate = Authgate::run_yaml(&cfg, &yaml).await;
 

@@ -241,11 +241,8 @@ async fn rediss_cluster_keeps_sessions_on_a_tls_cluster() {
     let echo = TestServer::echo("app").await;
     let mut cfg = GateConfig::new(idp.port(), &[("/", echo.port())]);
     cfg.authorization = vec!["  email_domains: [\"*\"]".into()];
-    let seeds: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.port))
-        .collect();
-    let gate = gate_trusting_ca(&cfg, &format!("rediss+cluster://{}", seeds.join(","))).await;
+    let url = format!("rediss+cluster://{}", redis_servers::seed_list(&nodes));
+    let gate = gate_trusting_ca(&cfg, &url).await;
 
     let c = client();
     let mut cookies = Vec::new();

@@ -26,8 +26,8 @@ pub struct IdentityValue {
     /// The header's name.
     pub name: HeaderName,
     /// The same name as shared bytes, built once with the policy: Pingora's
-    /// case-keeping header map takes a name as bytes, and a `HeaderName`
-    /// would be copied into fresh bytes on every request.
+    /// `insert_header` takes a name as bytes, and a `HeaderName` would be
+    /// copied into fresh bytes on every request.
     pub wire: Bytes,
     /// The value.
     pub value: HeaderValue,

@@ -138,11 +138,9 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for EachHead<A> {
 
 /// Where a connection is between request heads.
 enum Phase {
-    /// A head is due (or under way) by `deadline`. The timer is made only
-    /// when a read has to wait: most heads arrive whole in one read, and a
-    /// timer per request would be an allocation and a clock registration.
+    /// A head is due (or under way) by `deadline`.
     Armed {
-        timer: Option<Pin<Box<Sleep>>>,
+        timer: Pin<Box<Sleep>>,
         deadline: Instant,
     },
     /// The next request's head may start any time: no deadline until its
@@ -196,7 +194,7 @@ impl Deadlined {
 
 fn armed(deadline: Instant) -> Phase {
     Phase::Armed {
-        timer: None,
+        timer: Box::pin(tokio::time::sleep_until(deadline)),
         deadline,
     }
 }
@@ -283,11 +281,7 @@ impl AsyncRead for Deadlined {
                 Poll::Ready(Ok(()))
             }
             Poll::Pending => match &mut this.phase {
-                Phase::Armed { timer, deadline } => match timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(*deadline)))
-                    .as_mut()
-                    .poll(cx)
-                {
+                Phase::Armed { timer, .. } => match timer.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Err(overdue())),
                     Poll::Pending => Poll::Pending,
                 },

@@ -260,6 +260,8 @@ impl ProxyHttp for AuthProxy {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // The identity headers, then X-Forwarded-For/-Proto/-Host and
+        // `traceparent` (a `Host` override replaces the one there).
         let adds = ctx.edits.as_ref().map_or(0, |e| e.set.len()) + 4;
         drop_header_case(upstream, adds)?;
         if let Some(edits) = &ctx.edits {

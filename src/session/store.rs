@@ -263,9 +263,16 @@ impl SessionStore {
         let Some(sealed) = redis.get(&ticket.id).await? else {
             return Ok(None);
         };
-        let key = cached.map(|_| redis_cache_key(&ticket.id, &sealed));
-        if let (Some(key), Some((_, now))) = (&key, cached) {
-            if let Some(hit) = self.open_cache.get(key, now) {
+        // The id, then the value (its tail, the GCM tag, indexes the table).
+        let cache = cached.map(|(uses, now)| {
+            (
+                format!("{}.{sealed}", super::redis::hex(&ticket.id)),
+                uses,
+                now,
+            )
+        });
+        if let Some((key, _, now)) = &cache {
+            if let Some(hit) = self.open_cache.get(key, *now) {
                 return Ok(Some(Session::clone(&hit)));
             }
         }
@@ -273,9 +280,9 @@ impl SessionStore {
             .open(&ticket.id, &sealed)
             .ok()
             .and_then(|plain| decode(&plain));
-        match (&session, key, cached) {
-            (None, _, _) => self.metrics.session(SessionEvent::Invalid),
-            (Some(s), Some(key), Some((uses, now))) => {
+        match (&session, cache) {
+            (None, _) => self.metrics.session(SessionEvent::Invalid),
+            (Some(s), Some((key, uses, now))) => {
                 self.open_cache.insert(
                     &key,
                     std::sync::Arc::new(s.clone()),
@@ -283,7 +290,7 @@ impl SessionStore {
                     now,
                 );
             }
-            _ => {}
+            (Some(_), None) => {}
         }
         Ok(session)
     }
@@ -557,17 +564,4 @@ pub fn to_header_values(lines: Vec<String>) -> Vec<HeaderValue> {
 fn cache_until(s: &Session, uses: TokenUse) -> u64 {
     uses.refresh
         .map_or(s.expires_at, |d| s.refreshed_at.saturating_add(d.as_secs()))
-}
-
-/// The open cache's key for a Redis session: the ticket id (hex), then the
-/// sealed value (its tail, the GCM tag, indexes the table).
-fn redis_cache_key(id: &[u8; 16], sealed: &str) -> String {
-    let mut key = String::with_capacity(33 + sealed.len());
-    for b in id {
-        key.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-        key.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
-    }
-    key.push('.');
-    key.push_str(sealed);
-    key
 }

@@ -12,6 +12,15 @@ use std::time::{Duration, Instant};
 
 use crate::support::free_port;
 
+/// The `host:port,...` seed list of a Redis Cluster URL naming `nodes`.
+pub fn seed_list(nodes: &[RedisProc]) -> String {
+    let seeds: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    seeds.join(",")
+}
+
 /// One `redis-server` or `redis-sentinel` process.
 pub struct RedisProc {
     child: Option<Child>,

@@ -521,7 +521,8 @@ fn written_marker(pipe: &mut Pipeline, marker: &str) {
         .ignore();
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// `bytes` in lower-case hex (session ids in keys and index members).
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes
         .iter()
