@@ -15,8 +15,10 @@ use std::time::Duration;
 use crate::support::*;
 use redis_servers::RedisProc;
 
-/// `cookie.refresh` in these tests (whole seconds: sessions count in seconds).
-const REFRESH: Duration = Duration::from_secs(2);
+/// `cookie.refresh` in these tests (whole seconds: sessions count in seconds,
+/// so a session refreshed late in a second falls due again up to a second
+/// early; 3 s leaves a loaded machine two seconds to finish one round).
+const REFRESH: Duration = Duration::from_secs(3);
 
 struct Fleet {
     idp: authgate::demo::idp::DemoIdp,

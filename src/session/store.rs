@@ -412,7 +412,9 @@ impl SessionStore {
     /// a digest of the refresh token; the winner redeems and stores the
     /// result, sealed with a key derived from the refresh token (so only
     /// holders of the old session can open it), for [`REFRESH_RESULT_TTL`];
-    /// the others wait for that result and reuse it, making no grant. A
+    /// the others wait for that result and reuse it, making no grant; each
+    /// replica reads the result after its lock attempt, so one that takes
+    /// the lock just after the winner released it still finds it. A
     /// result no newer than `old` is not reused (an IdP that does not rotate
     /// refresh tokens must still see each due refresh).
     ///
@@ -453,23 +455,34 @@ impl SessionStore {
         let codec = SessionCodec::new(&seal_key);
         let owner = crate::domain::random::token(16);
         let deadline = tokio::time::Instant::now() + REFRESH_LOCK_TTL;
-        let mut redeem = Some(redeem);
-        loop {
-            if let Some(sealed) = redis.get_key(&result).await.map_err(postponed)? {
-                let done = codec
+        let shared_result = || async {
+            let sealed = redis.get_key(&result).await.map_err(postponed)?;
+            Ok::<_, OidcError>(sealed.and_then(|sealed| {
+                codec
                     .open(result.as_bytes(), &sealed)
                     .ok()
                     .and_then(|json| serde_json::from_slice::<Session>(&json).ok())
-                    .filter(|s| s.refreshed_at > old.refreshed_at);
-                if let Some(done) = done {
-                    return Ok(done);
-                }
-            }
-            if redis
+                    .filter(|s| s.refreshed_at > old.refreshed_at)
+            }))
+        };
+        let mut redeem = Some(redeem);
+        loop {
+            let locked = redis
                 .try_lock(&lock, &owner, REFRESH_LOCK_TTL)
                 .await
-                .map_err(postponed)?
-            {
+                .map_err(postponed)?;
+            // The result is read after the lock attempt, never only before:
+            // a winner publishes its result before it unlocks, so whoever
+            // takes the lock after that unlock sees the result. A look
+            // before the lock could miss a result published in between and
+            // redeem the spent refresh token a second time.
+            if let Some(done) = shared_result().await? {
+                if locked {
+                    let _ = redis.unlock(&lock, &owner).await;
+                }
+                return Ok(done);
+            }
+            if locked {
                 let Some(redeem) = redeem.take() else {
                     break;
                 };
@@ -564,4 +577,135 @@ pub fn to_header_values(lines: Vec<String>) -> Vec<HeaderValue> {
 fn cache_until(s: &Session, uses: TokenUse) -> u64 {
     uses.refresh
         .map_or(s.expires_at, |d| s.refreshed_at.saturating_add(d.as_secs()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::super::redis::tests::{connected_store, local_redis};
+    use super::*;
+    use crate::domain::{Identity, Secret};
+
+    /// A Redis-backed store on `redis`, as every replica of a fleet has.
+    fn store_on(redis: Arc<RedisStore>) -> SessionStore {
+        let yaml = "provider: { issuer_url: 'https://idp.example.com', client_id: a }\n\
+                    cookie: { secret: 0123456789abcdef }\n\
+                    upstreams: [ { path: /, url: 'http://127.0.0.1:8080' } ]\n";
+        let cfg = config::load_str_with_env(yaml, &|_| None).unwrap();
+        SessionStore {
+            open_cache: super::super::open_cache::OpenCache::new(),
+            cookie: cfg.cookie.clone(),
+            codec: Arc::new(SessionCodec::new(b"0123456789abcdef")),
+            redis: Some(redis),
+            metrics: Metrics::new().unwrap(),
+        }
+    }
+
+    fn session(refresh_token: &str, refreshed_at: u64) -> Session {
+        Session {
+            identity: Identity {
+                user: "alice".into(),
+                ..Identity::default()
+            }
+            .into(),
+            sub: "alice".into(),
+            sid: None,
+            id_token: None,
+            access_token: None,
+            refresh_token: Some(Secret::new(refresh_token.into())),
+            refreshed_at,
+            expires_at: u64::MAX,
+            claims: None,
+        }
+    }
+
+    /// What the winning replica leaves for the others: `fresh`, sealed
+    /// under `old_token`'s result key.
+    async fn publish(redis: &RedisStore, old_token: &str, fresh: &Session) {
+        let (_, result) = refresh_keys(old_token);
+        let codec = SessionCodec::new(&refresh_seal_key(old_token));
+        let json = serde_json::to_vec(fresh).unwrap();
+        let sealed = codec.seal(result.as_bytes(), &json);
+        redis
+            .put_key(&result, &sealed, Duration::from_secs(60))
+            .await
+            .unwrap();
+    }
+
+    /// Whether nobody holds `token`'s refresh lock (taken, then released).
+    async fn lock_free(redis: &RedisStore, token: &str) -> bool {
+        let (lock, _) = refresh_keys(token);
+        let free = redis
+            .try_lock(&lock, "probe", Duration::from_secs(5))
+            .await
+            .unwrap();
+        redis.unlock(&lock, "probe").await.unwrap();
+        free
+    }
+
+    /// The race that once made two grants: another replica publishes its
+    /// result and unlocks just before this one takes the lock. The lock
+    /// free and a fresh result present is exactly the state this replica
+    /// then finds: it must reuse the result, not redeem the token again.
+    #[tokio::test]
+    async fn a_replica_taking_the_lock_after_another_finished_reuses_its_result() {
+        let Some(server) = local_redis() else { return };
+        let redis = connected_store(server.port).await;
+        let store = store_on(redis.clone());
+        let old = session("rt-1", 100);
+        publish(&redis, "rt-1", &session("rt-2", 200)).await;
+
+        let redeemed = AtomicUsize::new(0);
+        let got = store
+            .refresh_single_flight(&old, async {
+                redeemed.fetch_add(1, Ordering::SeqCst);
+                Ok(session("rt-3", 300))
+            })
+            .await
+            .unwrap();
+        assert_eq!(got, session("rt-2", 200));
+        assert_eq!(redeemed.load(Ordering::SeqCst), 0, "no second grant");
+        assert!(lock_free(&redis, "rt-1").await, "the lock was released");
+    }
+
+    /// The first replica redeems once and leaves its result; a second one
+    /// still holding the old session reuses it; a result no newer than the
+    /// session (an IdP that does not rotate refresh tokens) is not reused.
+    #[tokio::test]
+    async fn one_grant_per_refresh_token_and_only_newer_results_reused() {
+        let Some(server) = local_redis() else { return };
+        let redis = connected_store(server.port).await;
+        let (first, second) = (store_on(redis.clone()), store_on(redis.clone()));
+        let old = session("rt-1", 100);
+        let redeemed = AtomicUsize::new(0);
+        let redeem = |at| {
+            let redeemed = &redeemed;
+            async move {
+                redeemed.fetch_add(1, Ordering::SeqCst);
+                Ok(session("rt-1", at))
+            }
+        };
+
+        let won = first
+            .refresh_single_flight(&old, redeem(200))
+            .await
+            .unwrap();
+        let reused = second
+            .refresh_single_flight(&old, redeem(250))
+            .await
+            .unwrap();
+        assert_eq!((won.refreshed_at, reused.refreshed_at), (200, 200));
+        assert_eq!(redeemed.load(Ordering::SeqCst), 1);
+        assert!(lock_free(&redis, "rt-1").await);
+
+        // The refreshed session falls due again under the same token.
+        let again = second
+            .refresh_single_flight(&won, redeem(400))
+            .await
+            .unwrap();
+        assert_eq!(again.refreshed_at, 400);
+        assert_eq!(redeemed.load(Ordering::SeqCst), 2);
+    }
 }

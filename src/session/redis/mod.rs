@@ -563,4 +563,4 @@ pub fn refresh_keys(refresh_token: &str) -> (String, String) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

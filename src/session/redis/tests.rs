@@ -138,9 +138,9 @@ fn index_keys_do_not_embed_idp_strings() {
 }
 
 /// A throwaway `redis-server` on a free loopback port, killed on drop.
-struct LocalRedis {
+pub(crate) struct LocalRedis {
     child: std::process::Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Drop for LocalRedis {
@@ -151,7 +151,7 @@ impl Drop for LocalRedis {
 }
 
 /// None (with a note) when `redis-server` is not installed.
-fn local_redis() -> Option<LocalRedis> {
+pub(crate) fn local_redis() -> Option<LocalRedis> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .ok()?
         .local_addr()
@@ -172,7 +172,7 @@ fn local_redis() -> Option<LocalRedis> {
     }
 }
 
-async fn connected_store(port: u16) -> Arc<RedisStore> {
+pub(crate) async fn connected_store(port: u16) -> Arc<RedisStore> {
     let cfg = redis_config(&format!("redis://127.0.0.1:{port}/0")).unwrap();
     let store = Arc::new(RedisStore::new(&cfg, Metrics::new().unwrap()).unwrap());
     let bg = store.clone();
