@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use parking_lot::Mutex;
 
@@ -23,12 +22,8 @@ pub const ACCESS_TOKEN: HeaderName = HeaderName::from_static("x-forwarded-access
 /// One identity header an allow sets upstream.
 #[derive(Debug, Clone)]
 pub struct IdentityValue {
-    /// The header's name.
+    /// The header's name (a clone shares its bytes: no copy per request).
     pub name: HeaderName,
-    /// The same name as shared bytes, built once with the policy: Pingora's
-    /// `insert_header` takes a name as bytes, and a `HeaderName` would be
-    /// copied into fresh bytes on every request.
-    pub wire: Bytes,
     /// The value.
     pub value: HeaderValue,
 }
@@ -70,15 +65,12 @@ impl IdentitySet {
 /// The identity header policy built once from `headers` in the config.
 pub struct IdentityHeaders {
     cfg: Headers,
-    /// `cfg.identity`'s names as bytes, in the same order (see
-    /// [`IdentityValue::wire`]).
-    wire: Vec<Bytes>,
     /// Lower-case, `-`-separated spellings of every protected name.
     protected: Vec<String>,
     /// Every name [`IdentityHeaders::values`] may set, in order.
     all: Arc<[HeaderName]>,
-    /// `assertion.header`, when the signed assertion is on, and its bytes.
-    assertion: Option<(HeaderName, Bytes)>,
+    /// `assertion.header`, when the signed assertion is on.
+    assertion: Option<HeaderName>,
     /// Values built before, by the address of a shared identity. The
     /// `Weak` keeps that address from being reused by another identity
     /// while the entry exists, and tells a live entry from a stale one.
@@ -137,11 +129,6 @@ impl IdentityHeaders {
         all.dedup();
         IdentityHeaders {
             cfg: cfg.clone(),
-            wire: cfg
-                .identity
-                .iter()
-                .map(|h| Bytes::copy_from_slice(h.name.as_str().as_bytes()))
-                .collect(),
             protected,
             all: all.into(),
             assertion: None,
@@ -163,8 +150,7 @@ impl IdentityHeaders {
                 all.push(name.clone());
             }
             self.all = all.into();
-            let wire = Bytes::copy_from_slice(name.as_str().as_bytes());
-            self.assertion = Some((name.clone(), wire));
+            self.assertion = Some(name.clone());
         }
         self
     }
@@ -222,7 +208,7 @@ impl IdentityHeaders {
         // is a reference count): the default set sends every field twice,
         // as `X-Auth-Request-*` and as `X-Forwarded-*`.
         let mut built: [Option<Option<HeaderValue>>; 4] = [None, None, None, None];
-        for (h, wire) in self.cfg.identity.iter().zip(&self.wire) {
+        for h in &self.cfg.identity {
             let (slot, bytes): (usize, fn(&crate::domain::Identity) -> Option<HeaderValue>) =
                 match h.claim {
                     IdentityClaim::User => {
@@ -244,7 +230,6 @@ impl IdentityHeaders {
             if let Some(value) = value.filter(|v| !v.is_empty()) {
                 out.push(IdentityValue {
                     name: h.name.clone(),
-                    wire: wire.clone(),
                     value,
                 });
             }
@@ -264,7 +249,6 @@ impl IdentityHeaders {
             {
                 out.push(IdentityValue {
                     name: http::header::AUTHORIZATION,
-                    wire: Bytes::from_static(b"authorization"),
                     value: v,
                 });
             }
@@ -278,15 +262,13 @@ impl IdentityHeaders {
             {
                 out.push(IdentityValue {
                     name: ACCESS_TOKEN,
-                    wire: Bytes::from_static(b"x-forwarded-access-token"),
                     value: v,
                 });
             }
         }
-        if let (Some((name, wire)), Some(v)) = (&self.assertion, &grant.assertion) {
+        if let (Some(name), Some(v)) = (&self.assertion, &grant.assertion) {
             out.push(IdentityValue {
                 name: name.clone(),
-                wire: wire.clone(),
                 value: v.clone(),
             });
         }
@@ -317,10 +299,7 @@ mod tests {
 
     fn shown(set: &IdentitySet) -> Vec<(String, String)> {
         set.iter()
-            .map(|h| {
-                assert_eq!(h.wire.as_ref(), h.name.as_str().as_bytes());
-                (h.name.to_string(), h.value.to_str().unwrap().to_owned())
-            })
+            .map(|h| (h.name.to_string(), h.value.to_str().unwrap().to_owned()))
             .collect()
     }
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -263,37 +263,7 @@ impl ProxyHttp for AuthProxy {
         // The identity headers, then X-Forwarded-For/-Proto/-Host and
         // `traceparent` (a `Host` override replaces the one there).
         let adds = ctx.edits.as_ref().map_or(0, |e| e.set.len()) + 4;
-        drop_header_case(upstream, adds)?;
-        if let Some(edits) = &ctx.edits {
-            for name in &edits.spoofed {
-                upstream.remove_header(name);
-            }
-            apply_cookie_edit(&edits.cookie, upstream)?;
-            for h in edits.set.iter() {
-                upstream.insert_header(h.wire.clone(), h.value.clone())?;
-            }
-        }
-        if let Some(ip) = ctx.client_ip {
-            let mut xff = String::with_capacity(48);
-            if let Some(prev) = upstream
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .filter(|_| ctx.forwarded_trusted)
-            {
-                xff.push_str(prev);
-                xff.push_str(", ");
-            }
-            push_ip(&mut xff, ip);
-            upstream.insert_header("x-forwarded-for", xff)?;
-        }
-        upstream.insert_header("x-forwarded-proto", ctx.scheme)?;
-        if !ctx.host.is_empty() {
-            upstream.insert_header("x-forwarded-host", ctx.host.as_str())?;
-        }
-        if let Some(host) = ctx.gate.upstreams.host_override(ctx.upstream) {
-            upstream.insert_header(http::header::HOST, host)?;
-        }
+        edit_headers(upstream, adds, |headers| forwarding_headers(headers, ctx))?;
         if let Some(trace) = &ctx.trace {
             trace.inject(upstream)?;
         }
@@ -381,35 +351,101 @@ impl ProxyHttp for AuthProxy {
     }
 }
 
-/// Rewrites the upstream `Cookie` lines as the edit says, each kept line
-/// as it was.
-fn apply_cookie_edit(edit: &CookieRewrite, upstream: &mut RequestHeader) -> Result<()> {
-    if let CookieRewrite::Lines(lines) = edit {
-        upstream.remove_header(&http::header::COOKIE);
-        for line in lines {
-            upstream.append_header(http::header::COOKIE, line.clone())?;
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: http::HeaderName = http::HeaderName::from_static("x-forwarded-host");
+
+/// The decision's header edits and the forwarding headers, on the upstream
+/// request's header map: spoofed identity headers out, authgate's cookies
+/// out of `Cookie`, the identity headers and `X-Forwarded-For`/`-Proto`/
+/// `-Host` in, `Host` replaced when the route says so.
+fn forwarding_headers(headers: &mut http::HeaderMap, ctx: &Ctx) -> Result<()> {
+    use http::header::HOST;
+    if let Some(edits) = &ctx.edits {
+        for name in &edits.spoofed {
+            headers.remove(name);
         }
+        if let CookieRewrite::Lines(lines) = &edits.cookie {
+            headers.remove(http::header::COOKIE);
+            for line in lines {
+                put(headers, http::header::COOKIE, line.clone(), true)?;
+            }
+        }
+        for h in edits.set.iter() {
+            put(headers, h.name.clone(), h.value.clone(), false)?;
+        }
+    }
+    if let Some(ip) = ctx.client_ip {
+        let mut xff = String::with_capacity(48);
+        if let Some(prev) = headers
+            .get(X_FORWARDED_FOR)
+            .and_then(|v| v.to_str().ok())
+            .filter(|_| ctx.forwarded_trusted)
+        {
+            xff.push_str(prev);
+            xff.push_str(", ");
+        }
+        push_ip(&mut xff, ip);
+        put(headers, X_FORWARDED_FOR, value(xff)?, false)?;
+    }
+    put(
+        headers,
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(ctx.scheme),
+        false,
+    )?;
+    if !ctx.host.is_empty() {
+        put(headers, X_FORWARDED_HOST, value(ctx.host.as_str())?, false)?;
+    }
+    if let Some(host) = ctx.gate.upstreams.host_override(ctx.upstream) {
+        put(headers, HOST, value(host)?, false)?;
     }
     Ok(())
 }
 
-/// Turns the upstream request into one without Pingora's second map of
-/// header-name spellings, with room for `adds` more headers. HTTP field
-/// names are case-insensitive (RFC 9110 §5.1) and Envoy forwards them
-/// lower-case too; the spellings map costs, for every header set, a copy
-/// of the name and an insert into a second map, and both maps grow while
-/// identity headers go in: about 10,000 instructions per request. The
+/// Sets (or with `append`, adds) one upstream header. `http`'s plain
+/// `insert` panics past its size limit; this refuses instead.
+fn put(
+    headers: &mut http::HeaderMap,
+    name: http::HeaderName,
+    value: HeaderValue,
+    append: bool,
+) -> Result<()> {
+    let done = if append {
+        headers.try_append(name, value).map(drop)
+    } else {
+        headers.try_insert(name, value).map(drop)
+    };
+    done.or_err(ErrorType::InvalidHTTPHeader, "too many upstream headers")
+}
+
+/// A header value from text authgate forwards (a client's `Host`, its
+/// `X-Forwarded-For` chain): 400 when it is not a valid field value.
+fn value(text: impl TryInto<HeaderValue>) -> Result<HeaderValue> {
+    text.try_into()
+        .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "invalid header value"))
+}
+
+/// Runs `edit` on the upstream request's header map, and leaves the
+/// request without Pingora's second map of header-name spellings, with
+/// room for `adds` more headers. HTTP field names are case-insensitive
+/// (RFC 9110 §5.1) and Envoy forwards them lower-case too. Pingora's
+/// `insert_header` parses and copies each name again, and with that map
+/// inserts it twice while both maps grow: about 700 instructions per
+/// header, where an insert of a prebuilt `HeaderName` is about 150. The
 /// request-target is kept byte for byte (absolute-form, non-UTF-8).
-fn drop_header_case(upstream: &mut RequestHeader, adds: usize) -> Result<()> {
-    if !upstream.has_case() {
-        return Ok(());
-    }
+fn edit_headers(
+    upstream: &mut RequestHeader,
+    adds: usize,
+    edit: impl FnOnce(&mut http::HeaderMap) -> Result<()>,
+) -> Result<()> {
     let from_uri = upstream.uri.path_and_query().map(|p| p.as_str().as_bytes());
     let raw = (from_uri != Some(upstream.raw_path())).then(|| upstream.raw_path().to_vec());
     let end_stream = upstream.send_end_stream();
     let blank = RequestHeader::from(http::Request::new(()).into_parts().0);
     let mut parts = http::request::Parts::from(std::mem::replace(upstream, blank));
     parts.headers.reserve(adds);
+    let edited = edit(&mut parts.headers);
     *upstream = RequestHeader::from(parts);
     if let Some(raw) = raw {
         upstream.set_raw_path(&raw)?;
@@ -417,7 +453,7 @@ fn drop_header_case(upstream: &mut RequestHeader, adds: usize) -> Result<()> {
     if let Some(end_stream) = end_stream {
         upstream.set_send_end_stream(end_stream);
     }
-    Ok(())
+    edited
 }
 
 /// Appends `ip` as `X-Forwarded-For` writes it. IPv4 digit by digit: its
@@ -484,7 +520,7 @@ mod tests {
     }
 
     #[test]
-    fn dropping_header_case_keeps_every_header_value_and_the_target() {
+    fn header_edits_keep_every_other_header_value_and_the_target() {
         let targets: [&[u8]; 4] = [
             b"/app?x=1&y=%2F",
             b"http://upstream.example/app?q",
@@ -504,7 +540,15 @@ mod tests {
             assert!(h.has_case());
             let raw = h.raw_path().to_vec();
             let utf8 = h.raw_path_is_utf8();
-            drop_header_case(&mut h, 12).unwrap();
+            edit_headers(&mut h, 12, |headers| {
+                put(
+                    headers,
+                    http::header::ACCEPT,
+                    HeaderValue::from_static("*/*"),
+                    false,
+                )
+            })
+            .unwrap();
             assert!(!h.has_case());
             assert_eq!(h.raw_path(), raw.as_slice(), "{target:?}");
             assert_eq!(h.raw_path_is_utf8(), utf8);
@@ -512,7 +556,8 @@ mod tests {
             let cookies: Vec<_> = h.headers.get_all("cookie").iter().collect();
             assert_eq!(cookies, ["a=1", "b=2"]);
             assert_eq!(h.headers["x-custom"], "1");
-            assert_eq!(h.headers.len(), 4);
+            assert_eq!(h.headers["accept"], "*/*");
+            assert_eq!(h.headers.len(), 5);
             // Names go lower-case on the wire, except the ones Pingora
             // title-cases itself (`Host`).
             let mut wire = Vec::new();
