@@ -151,7 +151,7 @@ fn bench(c: &mut Criterion) {
     assert_eq!(jar.iter().collect::<Vec<_>>(), theirs);
     assert_eq!(
         read_session_cookie(NAME, &jar).as_deref(),
-        Some(session.as_str())
+        Some(session.as_bytes())
     );
     assert_eq!(
         crate_read_session(&theirs).as_deref(),

@@ -58,13 +58,14 @@ pub fn set_session_cookies(
 
 /// The session value as the browser sent it: `NAME` when present and
 /// non-empty (borrowed), else `NAME_0`, `NAME_1`, … joined up to the first
-/// missing index. None when neither is there.
-pub fn read_session_cookie<'a>(name: &str, jar: &CookieJar<'a>) -> Option<Cow<'a, str>> {
-    if let Some(value) = jar.get(name).filter(|v| !v.is_empty()) {
+/// missing index. None when neither is there. Bytes, never checked as text:
+/// the value must open as base64url anyway.
+pub fn read_session_cookie<'a>(name: &str, jar: &CookieJar<'a>) -> Option<Cow<'a, [u8]>> {
+    if let Some(value) = jar.get_bytes(name).filter(|v| !v.is_empty()) {
         return Some(Cow::Borrowed(value));
     }
-    let mut chunks: Vec<(usize, &'a str)> = jar
-        .iter()
+    let mut chunks: Vec<(usize, &'a [u8])> = jar
+        .iter_bytes()
         .filter_map(|(cookie, value)| Some((chunk_suffix(cookie, name)??, value)))
         .collect();
     // Stable: for a repeated index the first one in the header wins, as in `get`.
@@ -79,9 +80,9 @@ pub fn read_session_cookie<'a>(name: &str, jar: &CookieJar<'a>) -> Option<Cow<'a
         [] => None,
         [(_, only)] => Some(Cow::Borrowed(*only)),
         parts => {
-            let mut joined = String::with_capacity(parts.iter().map(|(_, v)| v.len()).sum());
+            let mut joined = Vec::with_capacity(parts.iter().map(|(_, v)| v.len()).sum());
             for (_, part) in parts {
-                joined.push_str(part);
+                joined.extend_from_slice(part);
             }
             Some(Cow::Owned(joined))
         }
@@ -106,7 +107,7 @@ fn push_clears(
     stale: impl Fn(&str) -> bool,
 ) {
     let mut cleared: Vec<&str> = Vec::new();
-    for (cookie, _) in jar.iter() {
+    for (cookie, _) in jar.iter_bytes() {
         if stale(cookie) && !cleared.contains(&cookie) {
             cleared.push(cookie);
             lines.push(clear_cookie(cookie, attrs));
@@ -217,7 +218,10 @@ mod tests {
         assert_eq!(lines[0].len(), MAX_SET_COOKIE_LEN);
         let header = cookie_header(&lines);
         let jar = CookieJar::from_lines([header.as_str()]);
-        assert_eq!(read_session_cookie(NAME, &jar).as_deref(), Some(v.as_str()));
+        assert_eq!(
+            read_session_cookie(NAME, &jar).as_deref(),
+            Some(v.as_bytes())
+        );
     }
 
     #[test]
@@ -240,7 +244,10 @@ mod tests {
         assert!(lines.iter().all(|l| l.len() <= MAX_SET_COOKIE_LEN));
         let header = cookie_header(&lines);
         let jar = CookieJar::from_lines([header.as_str()]);
-        assert_eq!(read_session_cookie(NAME, &jar).as_deref(), Some(v.as_str()));
+        assert_eq!(
+            read_session_cookie(NAME, &jar).as_deref(),
+            Some(v.as_bytes())
+        );
     }
 
     #[test]
@@ -276,7 +283,7 @@ mod tests {
         let jar = CookieJar::from_lines(["_oauth2_proxy_0=a; _oauth2_proxy=plain"]);
         assert!(matches!(
             read_session_cookie(NAME, &jar),
-            Some(Cow::Borrowed("plain"))
+            Some(Cow::Borrowed(b"plain"))
         ));
     }
 
@@ -284,7 +291,10 @@ mod tests {
     fn chunks_stop_at_the_first_missing_index() {
         let jar =
             CookieJar::from_lines(["_oauth2_proxy_1=b; _oauth2_proxy_0=a; _oauth2_proxy_3=d"]);
-        assert_eq!(read_session_cookie(NAME, &jar).as_deref(), Some("ab"));
+        assert_eq!(
+            read_session_cookie(NAME, &jar).as_deref(),
+            Some(b"ab".as_slice())
+        );
         let jar = CookieJar::from_lines(["_oauth2_proxy_1=b"]);
         assert_eq!(read_session_cookie(NAME, &jar), None);
     }
@@ -294,7 +304,10 @@ mod tests {
         let jar = CookieJar::from_lines([
             "_oauth2_proxy_0=a; _oauth2_proxy_01=x; _oauth2_proxy_csrf=c; _oauth2_proxy_1=b; _oauth2_proxy_0=dup",
         ]);
-        assert_eq!(read_session_cookie(NAME, &jar).as_deref(), Some("ab"));
+        assert_eq!(
+            read_session_cookie(NAME, &jar).as_deref(),
+            Some(b"ab".as_slice())
+        );
     }
 
     #[test]

@@ -99,7 +99,8 @@ impl SessionCodec {
     /// Whether `sealed` opens with the current secret. False for a value
     /// only a previous secret opens (re-seal it) and for foreign values.
     /// Always true when no previous secret is configured, at no cost.
-    pub fn is_current(&self, aad: &[u8], sealed: &str) -> bool {
+    pub fn is_current(&self, aad: &[u8], sealed: impl AsRef<[u8]>) -> bool {
+        let sealed = sealed.as_ref();
         if self.previous.is_empty() {
             return true;
         }
@@ -118,7 +119,8 @@ impl SessionCodec {
     /// # Errors
     /// Any [`CodecError`] but `Expired`: the value is not one this codec
     /// sealed for `aad`.
-    pub fn open(&self, aad: &[u8], sealed: &str) -> Result<Vec<u8>, CodecError> {
+    pub fn open(&self, aad: &[u8], sealed: impl AsRef<[u8]>) -> Result<Vec<u8>, CodecError> {
+        let sealed = sealed.as_ref();
         let current = open_with(&self.plain, VERSION_PLAIN, aad, sealed, 0);
         match current {
             Err(CodecError::Authentication) => self
@@ -146,9 +148,10 @@ impl SessionCodec {
     pub fn open_expiring(
         &self,
         aad: &[u8],
-        sealed: &str,
+        sealed: impl AsRef<[u8]>,
         now_unix: u64,
     ) -> Result<Vec<u8>, CodecError> {
+        let sealed = sealed.as_ref();
         let mut buf = match open_with(&self.expiring, VERSION_EXPIRING, aad, sealed, EXPIRY_LEN) {
             Err(CodecError::Authentication) => self
                 .previous
@@ -233,7 +236,7 @@ fn open_with(
     cipher: &Aes256Gcm,
     version: u8,
     aad: &[u8],
-    sealed: &str,
+    sealed: &[u8],
     min_plain: usize,
 ) -> Result<Vec<u8>, CodecError> {
     if !sealed.is_ascii() {
@@ -314,7 +317,7 @@ mod tests {
         assert!(rotated.open(b"other", &sealed_old).is_err());
         let stranger = SessionCodec::new(b"never-configured-0123456789abcde");
         assert_eq!(
-            rotated.open(AAD, &stranger.seal(AAD, b"x")),
+            rotated.open(AAD, stranger.seal(AAD, b"x")),
             Err(CodecError::Authentication)
         );
         // Without previous secrets every value counts as current (no work).
@@ -441,7 +444,7 @@ mod tests {
     #[test]
     fn empty_plaintext_round_trips_and_empty_input_is_rejected() {
         let c = codec();
-        assert_eq!(c.open(AAD, &c.seal(AAD, b"")).unwrap(), Vec::<u8>::new());
+        assert_eq!(c.open(AAD, c.seal(AAD, b"")).unwrap(), Vec::<u8>::new());
         assert!(c.open_expiring(AAD, "", 0).is_err());
     }
 

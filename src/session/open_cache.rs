@@ -41,7 +41,7 @@ const INDEX_LEN: usize = 32;
 type Index = [u8; INDEX_LEN];
 
 struct Entry {
-    sealed: Box<str>,
+    sealed: Box<[u8]>,
     session: Arc<Session>,
     /// Unix seconds from which the entry is no longer served.
     until: u64,
@@ -66,10 +66,9 @@ impl std::fmt::Debug for OpenCache {
     }
 }
 
-fn index(sealed: &str) -> Index {
+fn index(sealed: &[u8]) -> Index {
     let mut out = [0u8; INDEX_LEN];
-    let b = sealed.as_bytes();
-    let tail = &b[b.len().saturating_sub(INDEX_LEN)..];
+    let tail = &sealed[sealed.len().saturating_sub(INDEX_LEN)..];
     out[..tail.len()].copy_from_slice(tail);
     out
 }
@@ -82,7 +81,8 @@ impl OpenCache {
 
     /// The session `sealed` opened to, if cached and still valid at `now`
     /// (Unix seconds).
-    pub fn get(&self, sealed: &str, now: u64) -> Option<Arc<Session>> {
+    pub fn get(&self, sealed: impl AsRef<[u8]>, now: u64) -> Option<Arc<Session>> {
+        let sealed = sealed.as_ref();
         let table = self.table.lock();
         let e = table.map.get(&index(sealed))?;
         (now < e.until && *e.sealed == *sealed).then(|| e.session.clone())
@@ -92,7 +92,8 @@ impl OpenCache {
     /// until `until` (Unix seconds): the caller passes the earlier of the
     /// session's `expires_at` and the moment its refresh falls due. Values
     /// larger than the byte bound are not kept.
-    pub fn insert(&self, sealed: &str, session: Arc<Session>, until: u64, now: u64) {
+    pub fn insert(&self, sealed: impl AsRef<[u8]>, session: Arc<Session>, until: u64, now: u64) {
+        let sealed = sealed.as_ref();
         let until = until.min(session.expires_at);
         if until <= now || sealed.len() > MAX_BYTES / 16 {
             return;
@@ -194,12 +195,12 @@ mod tests {
     fn is_bounded_and_clears() {
         let c = OpenCache::new();
         for i in 0..MAX_ENTRIES + 50 {
-            c.insert(&format!("value-{i:08}"), session(1000), 1000, 1);
+            c.insert(format!("value-{i:08}"), session(1000), 1000, 1);
         }
         assert!(c.len() <= MAX_ENTRIES);
         let big = "x".repeat(MAX_BYTES / 16 - 32);
         for i in 0..40 {
-            c.insert(&format!("{big}{i:032}"), session(1000), 1000, 1);
+            c.insert(format!("{big}{i:032}"), session(1000), 1000, 1);
         }
         {
             let t = c.table.lock();

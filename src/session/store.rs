@@ -272,7 +272,7 @@ impl SessionStore {
             )
         });
         if let Some((key, _, now)) = &cache {
-            if let Some(hit) = self.open_cache.get(key, *now) {
+            if let Some(hit) = self.open_cache.get(key.as_bytes(), *now) {
                 return Ok(Some(Session::clone(&hit)));
             }
         }
@@ -284,7 +284,7 @@ impl SessionStore {
             (None, _) => self.metrics.session(SessionEvent::Invalid),
             (Some(s), Some((key, uses, now))) => {
                 self.open_cache.insert(
-                    &key,
+                    key.as_bytes(),
                     std::sync::Arc::new(s.clone()),
                     cache_until(s, uses),
                     now,
