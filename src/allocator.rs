@@ -12,9 +12,32 @@
 //! keep the aligned calls.
 
 use std::alloc::{GlobalAlloc, Layout};
-use std::ffi::c_void;
+use std::ffi::{c_int, c_long, c_void};
 
 use libmimalloc_sys as mi;
+
+unsafe extern "C" {
+    // In the library libmimalloc-sys links (its `extended` bindings carry
+    // v2's option numbers; v3's are below).
+    fn mi_option_set(option: c_int, value: c_long);
+}
+
+/// `mi_option_purge_delay` in mimalloc v3's `mi_option_e`.
+const MI_OPTION_PURGE_DELAY: c_int = 15;
+
+/// Has mimalloc return whole free pages to the OS as soon as they are free,
+/// instead of 1 s later (its default), unless `MIMALLOC_PURGE_DELAY` says
+/// otherwise. Measured with `benches/load.sh` (one 5 s round, cookie
+/// session, bearer, `/oauth2/auth` and gRPC ext_authz): RSS after the load
+/// 27.5 -> 24.6 MiB, CPU per request unchanged within the noise. Call before
+/// the runtimes start.
+pub fn return_free_pages_promptly() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets a plain integer option; mimalloc reads options
+        // atomically and allows changing this one at any time.
+        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    }
+}
 
 /// The alignment every mimalloc block has without asking (its word size:
 /// block sizes are multiples of it, pages start at least 16-aligned).
