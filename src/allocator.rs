@@ -43,6 +43,12 @@ pub fn return_free_pages_promptly() {
 /// block sizes are multiples of it, pages start at least 16-aligned).
 const NATURAL_ALIGN: usize = std::mem::size_of::<usize>();
 
+/// Whether every mimalloc block already meets `layout`'s alignment, so the
+/// plain (unaligned) calls serve it.
+fn natural(layout: Layout) -> bool {
+    layout.align() <= NATURAL_ALIGN
+}
+
 /// mimalloc as the `#[global_allocator]` (see the module doc).
 pub struct MiMalloc;
 
@@ -52,7 +58,7 @@ pub struct MiMalloc;
 unsafe impl GlobalAlloc for MiMalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.align() <= NATURAL_ALIGN {
+        if natural(layout) {
             mi::mi_malloc(layout.size()).cast()
         } else {
             mi::mi_malloc_aligned(layout.size(), layout.align()).cast()
@@ -61,7 +67,7 @@ unsafe impl GlobalAlloc for MiMalloc {
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.align() <= NATURAL_ALIGN {
+        if natural(layout) {
             mi::mi_zalloc(layout.size()).cast()
         } else {
             mi::mi_zalloc_aligned(layout.size(), layout.align()).cast()
@@ -75,7 +81,7 @@ unsafe impl GlobalAlloc for MiMalloc {
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if layout.align() <= NATURAL_ALIGN {
+        if natural(layout) {
             mi::mi_realloc(ptr.cast::<c_void>(), new_size).cast()
         } else {
             mi::mi_realloc_aligned(ptr.cast::<c_void>(), new_size, layout.align()).cast()

@@ -83,11 +83,7 @@ impl UpstreamEdits {
     /// then the rewritten `Cookie`, its lines joined into one (Envoy sets a
     /// single value), when it changed and is not empty.
     pub fn sets_with_cookie(&self) -> Vec<(HeaderName, HeaderValue)> {
-        let mut out: Vec<(HeaderName, HeaderValue)> = self
-            .set
-            .iter()
-            .map(|s| (s.name.clone(), s.value.clone()))
-            .collect();
+        let mut out: Vec<(HeaderName, HeaderValue)> = self.set.pairs().collect();
         if let Some(joined) = self.cookie.joined() {
             out.push((http::header::COOKIE, joined));
         }

@@ -51,6 +51,11 @@ impl IdentitySet {
         self.identity.iter().chain(&self.extra)
     }
 
+    /// Every header as a `(name, value)` pair (clones share their bytes).
+    pub fn pairs(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> + '_ {
+        self.iter().map(|h| (h.name.clone(), h.value.clone()))
+    }
+
     /// How many headers.
     pub fn len(&self) -> usize {
         self.identity.len() + self.extra.len()

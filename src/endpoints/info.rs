@@ -33,12 +33,7 @@ impl Gate {
                 }
                 grant.assertion = self.assertion_for(&grant, req.host);
                 let mut r = Reply::new(StatusCode::ACCEPTED, Outcome::Allowed);
-                r.headers.extend(
-                    self.headers
-                        .values(&grant)
-                        .iter()
-                        .map(|h| (h.name.clone(), h.value.clone())),
-                );
+                r.headers.extend(self.headers.values(&grant).pairs());
                 append_cookies(&mut r, grant.set_cookies);
                 r
             }

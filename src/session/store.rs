@@ -465,7 +465,6 @@ impl SessionStore {
                     .filter(|s| s.refreshed_at > old.refreshed_at)
             }))
         };
-        let mut redeem = Some(redeem);
         loop {
             let locked = redis
                 .try_lock(&lock, &owner, REFRESH_LOCK_TTL)
@@ -483,36 +482,26 @@ impl SessionStore {
                 return Ok(done);
             }
             if locked {
-                let Some(redeem) = redeem.take() else {
-                    break;
-                };
-                let outcome = redeem.await;
-                if let Ok(fresh) = &outcome {
-                    let json = serde_json::to_vec(fresh).unwrap_or_default();
-                    // The grant is spent either way: a lost result only
-                    // makes waiting replicas time out and keep their session.
-                    if let Err(e) = redis
-                        .put_key(
-                            &result,
-                            &codec.seal(result.as_bytes(), &json),
-                            REFRESH_RESULT_TTL,
-                        )
-                        .await
-                    {
-                        tracing::warn!(error = %e, "could not share the refresh result");
-                    }
-                }
-                let _ = redis.unlock(&lock, &owner).await;
-                return outcome;
+                break;
             }
             if tokio::time::Instant::now() >= deadline {
-                break;
+                return Err(OidcError::Unreachable(
+                    "refresh postponed: another replica's refresh did not finish".into(),
+                ));
             }
             tokio::time::sleep(REFRESH_POLL).await;
         }
-        Err(OidcError::Unreachable(
-            "refresh postponed: another replica's refresh did not finish".into(),
-        ))
+        // This replica holds the lock and no result is out: it redeems.
+        let outcome = redeem.await;
+        if let Ok(fresh) = &outcome {
+            // The grant is spent either way: a lost result only makes
+            // waiting replicas time out and keep their session.
+            if let Err(e) = share_result(redis, &result, &codec, fresh).await {
+                tracing::warn!(error = %e, "could not share the refresh result");
+            }
+        }
+        let _ = redis.unlock(&lock, &owner).await;
+        outcome
     }
 
     /// Cookie attributes for this host; `expires_at` 0 means "clearing".
@@ -539,6 +528,25 @@ fn refresh_seal_key(refresh_token: &str) -> [u8; 32] {
         .concat(),
     )
     .into()
+}
+
+/// Leaves `fresh` for the replicas still holding the old session: sealed
+/// with `codec` (the old refresh token's [`refresh_seal_key`]) under its
+/// `result` key (see [`refresh_keys`]), for [`REFRESH_RESULT_TTL`].
+async fn share_result(
+    redis: &RedisStore,
+    result: &str,
+    codec: &SessionCodec,
+    fresh: &Session,
+) -> Result<(), RedisError> {
+    let json = serde_json::to_vec(fresh).unwrap_or_default();
+    redis
+        .put_key(
+            result,
+            &codec.seal(result.as_bytes(), &json),
+            REFRESH_RESULT_TTL,
+        )
+        .await
 }
 
 /// Whether the session's ID token (verified at login or the last refresh)
@@ -626,12 +634,7 @@ mod tests {
     async fn publish(redis: &RedisStore, old_token: &str, fresh: &Session) {
         let (_, result) = refresh_keys(old_token);
         let codec = SessionCodec::new(&refresh_seal_key(old_token));
-        let json = serde_json::to_vec(fresh).unwrap();
-        let sealed = codec.seal(result.as_bytes(), &json);
-        redis
-            .put_key(&result, &sealed, Duration::from_secs(60))
-            .await
-            .unwrap();
+        share_result(redis, &result, &codec, fresh).await.unwrap();
     }
 
     /// Whether nobody holds `token`'s refresh lock (taken, then released).
