@@ -20,7 +20,6 @@ use authgate::cli::{Cli, Command};
 static GLOBAL: allocator::MiMalloc = allocator::MiMalloc;
 
 fn main() -> ExitCode {
-    allocator::return_free_pages_promptly();
     let cli = Cli::parse();
     // `run` sets its logging up once its config says whether to trace.
     if !matches!(cli.command, Command::Run { .. }) {
