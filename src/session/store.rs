@@ -266,7 +266,7 @@ impl SessionStore {
         // The id, then the value (its tail, the GCM tag, indexes the table).
         let cache = cached.map(|(uses, now)| {
             (
-                format!("{}.{sealed}", super::redis::hex(&ticket.id)),
+                [super::redis::hex(&ticket.id).as_str(), ".", &sealed].concat(),
                 uses,
                 now,
             )

@@ -237,11 +237,7 @@ fn extract(carrier: &dyn Extractor) -> (Context, bool) {
 
 /// Appends `bytes` as lower-case hex.
 fn push_hex(out: &mut String, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0x0f)]));
-    }
+    out.push_str(&hex::encode(bytes));
 }
 
 /// The method for `http.request.method`: a standard one as it is, anything
