@@ -7,7 +7,8 @@
 #                                  WRK_THREADS=1, CALLGRIND_REQS=2000,
 #                                  CALLGRIND=1 (0 skips it), MODES="..." subset,
 #                                  CALLGRIND_MODES="..." subset of bare_pingora
-#                                  cookie_session skip_route bearer_jwt,
+#                                  cookie_session skip_route bearer_jwt
+#                                  redis_session extauthz_grpc,
 #                                  CALLGRIND_KEEP=<dir>: keep callgrind.out.*
 #                                  there (for callgrind_annotate), ROUNDS=0:
 #                                  instruction counts only,
@@ -36,8 +37,9 @@
 # Then (CALLGRIND=1) instructions per request under valgrind's callgrind:
 # CALLGRIND_REQS keep-alive requests (after 200 warm-up ones), each with the
 # session cookie, through bare Pingora and through authgate (cookie session,
-# skip route with the same cookie, bearer JWT), collection switched on only
-# around them (callgrind_control): a figure noise cannot move.
+# skip route with the same cookie, bearer JWT, Redis session), and as many
+# gRPC Checks (64 at a time on one HTTP/2 connection), collection switched
+# on only around them (callgrind_control): a figure noise cannot move.
 # wrk, nginx and the servers share the machine's cores: read ratios, not
 # absolute figures.
 set -euo pipefail
@@ -50,7 +52,7 @@ CONNS="${CONNS:-32}"
 WRK_THREADS="${WRK_THREADS:-1}"
 CALLGRIND="${CALLGRIND:-1}"
 CALLGRIND_REQS="${CALLGRIND_REQS:-2000}"
-CALLGRIND_MODES="${CALLGRIND_MODES:-bare_pingora cookie_session skip_route bearer_jwt}"
+CALLGRIND_MODES="${CALLGRIND_MODES:-bare_pingora cookie_session skip_route bearer_jwt redis_session extauthz_grpc}"
 CALLGRIND_KEEP="${CALLGRIND_KEEP:-}"
 GRPC_CONCURRENCY="${GRPC_CONCURRENCY:-64}"
 ALL_MODES="nginx_proxy bare_pingora skip_route cookie_session redis_session bearer_jwt oauth2_auth extauthz_http extauthz_grpc"
@@ -230,7 +232,7 @@ wait_status "http://$HOST/dashboard" 200 -H "Authorization: Bearer $BEARER"
 wait_status "http://$HOST/oauth2/auth" 202 -H "Cookie: $COOKIE"
 wait_status "http://127.0.0.1:$GATE_HTTP_PORT/dashboard" 200 -H "Cookie: $COOKIE" -H "Host: $HOST"
 grpc_check="$("$EX/grpc_load" "127.0.0.1:$GATE_GRPC_PORT" 1 1 "$HOST" "$COOKIE")"
-case "$grpc_check" in *" errors=0") ;; *) echo "load.sh: gRPC check failed: $grpc_check" >&2; exit 1 ;; esac
+case "$grpc_check" in "requests=0 "*) echo "load.sh: gRPC check got no answer: $grpc_check" >&2; exit 1 ;; *" errors=0 "*) ;; *) echo "load.sh: gRPC check failed: $grpc_check" >&2; exit 1 ;; esac
 
 TICK="$(getconf CLK_TCK)"
 # CPU ticks of a process and its children that are alive (nginx workers).
@@ -290,6 +292,8 @@ run_mode() {
     rps="$(sed -E 's/.*rps=([0-9.]+).*/\1/' <<<"$out")"
     p50="$(sed -E 's/.*p50_ms=([0-9.]+).*/\1/' <<<"$out")"
     p99="$(sed -E 's/.*p99_ms=([0-9.]+).*/\1/' <<<"$out")"
+    case "$out" in *" errors=0 "*) ;; *) echo "load.sh: gRPC checks failed: $out" >&2; exit 1 ;; esac
+    echo "    (gRPC load client: $(sed -E 's/.*client_cpu_us=([0-9.]+).*/\1/' <<<"$out") CPU us per call)" >&2
   else
     out="$(wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" --latency "${wrk_args[@]}")"
     if grep -q 'Non-2xx' <<<"$out"; then
@@ -359,24 +363,36 @@ curl_n() { # <n> <url> [curl args]
   done
   curl -s --fail -K "$cfg" "$@"
 }
+# Sends <n> requests of the current callgrind mode: keep-alive HTTP/1.1
+# requests with curl, or (CG_GRPC=<authority>) gRPC Checks kept 64 at a time
+# on one HTTP/2 connection.
+cg_drive() { # <n> <port> <url path>
+  if [ -n "${CG_GRPC:-}" ]; then
+    "$EX/grpc_load" "127.0.0.1:$2" "$GRPC_CONCURRENCY" "$1r" "$CG_GRPC" "$COOKIE" >/dev/null
+  else
+    curl_n "$1" "http://127.0.0.1:$2$3" "${CG_CURL[@]}"
+  fi
+}
 callgrind_per_request() { # <label> <port> <url path> <cmd...> (curl args via CG_CURL)
-  local label="$1" port="$2" path="$3"
+  local label="$1" port="$2" path="$3" ready_port="$2"
   shift 3
+  # A gRPC mode waits for the server's HTTP listener, then drives the gRPC one.
+  [ -n "${CG_GRPC:-}" ] && ready_port="$CG_GATE_PORT" && path=/ready
   local out="$TMP/callgrind.$label"
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" "$@" \
     >"$TMP/cg.$label.log" 2>&1 &
   local vpid=$!
   PIDS+=("$vpid")
   local end=$((SECONDS + 120))
-  until [ "$(curl -s -o /dev/null -w '%{http_code}' "${CG_CURL[@]}" "http://127.0.0.1:$port$path")" = 200 ]; do
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' "${CG_CURL[@]}" "http://127.0.0.1:$ready_port$path")" = 200 ]; do
     if [ "$SECONDS" -ge "$end" ]; then echo "load.sh: $label under valgrind never answered" >&2; exit 1; fi
     sleep 0.5
   done
-  curl_n 200 "http://127.0.0.1:$port$path" "${CG_CURL[@]}"
-  callgrind_control -i on "$vpid" >/dev/null
-  curl_n "$CALLGRIND_REQS" "http://127.0.0.1:$port$path" "${CG_CURL[@]}"
-  callgrind_control -i off "$vpid" >/dev/null
-  callgrind_control -d "$vpid" >/dev/null
+  cg_drive 200 "$port" "$path"
+  callgrind_control -i on "$vpid" >/dev/null 2>&1
+  cg_drive "$CALLGRIND_REQS" "$port" "$path"
+  callgrind_control -i off "$vpid" >/dev/null 2>&1
+  callgrind_control -d "$vpid" >/dev/null 2>&1
   kill -INT "$vpid" 2>/dev/null || true
   wait "$vpid" 2>/dev/null || true
   [ -n "$CALLGRIND_KEEP" ] && mkdir -p "$CALLGRIND_KEEP" && cp "$out.1" "$CALLGRIND_KEEP/callgrind.out.$label"
@@ -386,11 +402,17 @@ callgrind_per_request() { # <label> <port> <url path> <cmd...> (curl args via CG
 }
 echo >&2
 echo "== callgrind: $CALLGRIND_REQS keep-alive requests, 1 server thread (slow: a few minutes per mode)" >&2
-gate_conf "$CG_GATE_PORT" 1 "" "" >"$TMP/gate_cg.yaml"
+CG_GRPC_PORT="$(free_port)"
+gate_conf "$CG_GATE_PORT" 1 "" "  ext_authz_grpc: 127.0.0.1:$CG_GRPC_PORT" >"$TMP/gate_cg.yaml"
+gate_conf "$CG_GATE_PORT" 1 "session:
+  store: redis
+  redis:
+    url: redis://127.0.0.1:$REDIS_PORT/0" "" >"$TMP/gate_cg_redis.yaml"
 declare -A IR
 for m in $CALLGRIND_MODES; do
   # Every mode but bearer_jwt sends the same 4 KB session cookie.
   CG_CURL=(-H "Cookie: $COOKIE")
+  CG_GRPC=
   case "$m" in
     bare_pingora)
       line="$(callgrind_per_request "$m" "$CG_BARE_PORT" /dashboard "$EX/bare_proxy" "127.0.0.1:$CG_BARE_PORT" "127.0.0.1:$UP_PORT" 1)" ;;
@@ -399,6 +421,13 @@ for m in $CALLGRIND_MODES; do
       [ "$m" = skip_route ] && path=/public/logo.svg
       [ "$m" = bearer_jwt ] && CG_CURL=(-H "Authorization: Bearer $BEARER")
       line="$(RUST_LOG=error callgrind_per_request "$m" "$CG_GATE_PORT" "$path" "$BIN" run --config "$TMP/gate_cg.yaml")" ;;
+    redis_session)
+      # The same Redis, so the session minted for the Redis mode opens here.
+      CG_CURL=(-H "Cookie: $COOKIE_R")
+      line="$(RUST_LOG=error callgrind_per_request "$m" "$CG_GATE_PORT" /dashboard "$BIN" run --config "$TMP/gate_cg_redis.yaml")" ;;
+    extauthz_grpc)
+      CG_GRPC="$HOST"
+      line="$(RUST_LOG=error callgrind_per_request "$m" "$CG_GRPC_PORT" - "$BIN" run --config "$TMP/gate_cg.yaml")" ;;
     *) echo "load.sh: unknown callgrind mode $m" >&2; exit 1 ;;
   esac
   echo "$line"
