@@ -92,7 +92,8 @@ TMP="$(mktemp -d)"
 PIDS=()
 cleanup() {
   local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  # SIGINT: a fast exit for each (Pingora would drain for a minute on SIGTERM).
+  for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$TMP"
 }
