@@ -188,7 +188,7 @@ fn main() -> anyhow::Result<()> {
             let i = ((all.len() as f64 - 1.0) * p).round() as usize;
             f64::from(all[i]) / 1000.0
         };
-        let calls = (all.len() as u64 + errors).max(1);
+        let made = (all.len() as u64 + errors).max(1);
         println!(
             "requests={} rps={:.0} p50_ms={:.2} p99_ms={:.2} errors={} client_cpu_us={:.1}",
             all.len(),
@@ -196,7 +196,7 @@ fn main() -> anyhow::Result<()> {
             pct(0.50),
             pct(0.99),
             errors,
-            (cpu_us() - cpu_before) as f64 / calls as f64
+            (cpu_us() - cpu_before) as f64 / made as f64
         );
         anyhow::Ok(())
     })

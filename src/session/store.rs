@@ -266,7 +266,7 @@ impl SessionStore {
         // The id, then the value (its tail, the GCM tag, indexes the table).
         let cache = cached.map(|(uses, now)| {
             (
-                [super::redis::hex(&ticket.id).as_str(), ".", &sealed].concat(),
+                [hex::encode(ticket.id).as_str(), ".", &sealed].concat(),
                 uses,
                 now,
             )
